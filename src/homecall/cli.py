@@ -1,0 +1,215 @@
+"""The `homecall` command: import, hunt, findings, simulate (docs in README.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from homecall import __version__, pipeline
+from homecall.config import load_config
+from homecall.errors import HomecallError, InputError
+from homecall.findings import Finding
+from homecall.report import findings_table, import_summary, write_jsonl
+from homecall.store import DEFAULT_STORE, Store
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="homecall",
+    help="Find malware calling home: C2 detection over network logs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=False)
+errors = Console(stderr=True)
+log = logging.getLogger("homecall")
+
+SensorOption = Annotated[
+    str | None, typer.Option("--sensor", help="Name of the sensor the logs come from.")
+]
+StoreOption = Annotated[
+    Path, typer.Option("--store", "-s", help="Store directory.", show_default=True)
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="homecall.toml (default: ./homecall.toml).")
+]
+TopOption = Annotated[int, typer.Option("--top", "-n", help="Rows to print.", min=1)]
+JsonOption = Annotated[
+    Path | None, typer.Option("--json", help="Also write every finding as JSON Lines to FILE.")
+]
+SHOWN_PROBLEMS = 10
+
+
+@app.callback()
+def main(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+) -> None:
+    """homecall reads your logs and ranks the internal hosts that look like they call home."""
+    level = (
+        logging.ERROR
+        if quiet
+        else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    )
+    logging.basicConfig(
+        level=level, format="%(message)s", handlers=[RichHandler(console=errors, show_path=False)]
+    )
+
+
+@app.command("version")
+def version() -> None:
+    """Print homecall's version."""
+    console.print(f"homecall {__version__}")
+
+
+@app.command("import")
+def import_(
+    paths: Annotated[list[Path], typer.Argument(help="Log files or folders.")],
+    store: StoreOption = DEFAULT_STORE,
+    sensor: SensorOption = None,
+) -> None:
+    """Import logs into the store (idempotent: a file already stored is skipped)."""
+    with _handled(), _progress() as progress:
+        result = pipeline.import_paths(paths, Store(store), sensor=sensor, progress=progress)
+    _report_import(result)
+    if result.errors:
+        raise typer.Exit(2)
+
+
+@app.command("hunt")
+def hunt(
+    paths: Annotated[list[Path], typer.Argument(help="Log files or folders.")],
+    store: StoreOption = DEFAULT_STORE,
+    json_out: JsonOption = None,
+    top: TopOption = 20,
+    detector: Annotated[
+        list[str] | None,
+        typer.Option("--detector", "-d", help="Run only this detector (repeatable)."),
+    ] = None,
+    config: ConfigOption = None,
+    sensor: SensorOption = None,
+) -> None:
+    """Import PATHS, run every detector over the time span they cover, print the ranked findings."""
+    with _handled():
+        settings = load_config(config)
+        with _progress() as progress:
+            result = pipeline.hunt(
+                paths, Store(store), settings, detectors=detector, sensor=sensor, progress=progress
+            )
+    _report_import(result.imported)
+    _print_findings(result.findings, top, json_out)
+    if result.imported.errors:
+        raise typer.Exit(2)
+
+
+@app.command("findings")
+def findings(
+    store: StoreOption = DEFAULT_STORE,
+    json_out: JsonOption = None,
+    top: TopOption = 20,
+) -> None:
+    """Print the last hunt's findings again, without re-analysing."""
+    with _handled():
+        found = pipeline.load_findings(Store(store))
+    _print_findings(found, top, json_out)
+
+
+@app.command("simulate")
+def simulate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the Zeek logs.")],
+    hosts: Annotated[int, typer.Option(help="Internal hosts.", min=1)] = 200,
+    days: Annotated[int, typer.Option(help="Days to simulate.", min=1)] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same logs).")] = 0,
+    start: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD (UTC).")] = None,
+) -> None:
+    """Write realistic Zeek logs of an enterprise with injected C2, and truth.json."""
+    from homecall.simulator import simulate as run_simulation
+
+    with _handled():
+        first = date.fromisoformat(start) if start else None
+        result = run_simulation(out, hosts=hosts, days=days, seed=seed, start=first)
+    rows = ", ".join(f"{k} {v:,}" for k, v in sorted(result.rows.items()))
+    console.print(f"Wrote {len(result.files)} logs to {escape(str(out))} ({rows}).")
+    console.print(
+        f"Injected {len(result.c2)} C2 channels; ground truth in {escape(str(out / 'truth.json'))}:"
+    )
+    for c2 in result.c2:
+        record = asdict(c2)
+        console.print(
+            f"  {record['src']} -> {record['dst']}:{record['dst_port']} {record['kind']}"
+            f" sleep {record['sleep_s']} s, jitter {record['jitter_ratio']:.0%} ({record['jitter_kind']})",
+            highlight=False,
+        )
+
+
+def _print_findings(found: list[Finding], top: int, json_out: Path | None) -> None:
+    if json_out is not None:
+        count = write_jsonl(found, json_out)
+        console.print(f"Wrote {count} findings to {escape(str(json_out))}.")
+    if not found:
+        console.print("No findings.")
+        return
+    title = f"Top {min(top, len(found))} of {len(found)} findings"
+    console.print(findings_table(found, top=top, title=title, width=console.width))
+
+
+def _report_import(result: pipeline.ImportResult) -> None:
+    problems = result.problems
+    console.print(import_summary(result.imported, len(result.duplicates), len(problems.skipped)))
+    for skipped in problems.skipped:
+        log.info("skipped %s", skipped)
+    if problems.bad_records:
+        errors.print(f"[yellow]{problems.bad_records} bad record(s) were left out:[/yellow]")
+        for problem in problems.records[:SHOWN_PROBLEMS]:
+            errors.print("  " + escape(str(problem)), highlight=False)
+    for error in result.errors:
+        errors.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[pipeline.Progress]:
+    bars = Progress(
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def update(phase: str, done: float, total: float | None) -> None:
+        key = phase.split(" ")[0]
+        if key not in tasks:
+            tasks[key] = bars.add_task(phase, total=total)
+        bars.update(tasks[key], completed=done, total=total, description=phase)
+
+    with bars:
+        yield update
+
+
+@contextlib.contextmanager
+def _handled() -> Iterator[None]:
+    try:
+        yield
+    except InputError as exc:
+        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from exc
+    except HomecallError as exc:
+        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from exc
+    except json.JSONDecodeError as exc:
+        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from exc

@@ -1,0 +1,21 @@
+"""Detectors: one module per technique, all `run(tables, config) -> Iterator[Finding]`."""
+
+from __future__ import annotations
+
+from homecall.detectors import beacon, rare_destination
+from homecall.detectors.base import Detector
+
+__all__ = ["DETECTORS", "Detector", "by_name"]
+
+DETECTORS: tuple[Detector, ...] = (beacon.DETECTOR, rare_destination.DETECTOR)
+
+
+def by_name(names: list[str] | None = None) -> tuple[Detector, ...]:
+    """The registered detectors named (all when None); ValueError names an unknown one."""
+    if names is None:
+        return DETECTORS
+    known = {d.name: d for d in DETECTORS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown detector(s) {unknown}; known: {sorted(known)}")
+    return tuple(known[n] for n in names)

@@ -1,0 +1,289 @@
+"""Beacons: an internal host calling one remote IP at a regular interval (docs/detection.md#beacon).
+
+Version 1: per (internal src, remote dst IP) pair. The set-based part (grouping, timestamps and
+sizes per pair, fleet prevalence) is Ibis; the per-pair maths is pure NumPy in `score_intervals`,
+`score_sizes` and the one combining function `beacon_score`, which a later version replaces.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from homecall.detectors.base import Detector
+from homecall.detectors.common import sample_uids, utc, with_uids
+from homecall.findings import Finding
+from homecall.store.tables import Tables
+
+__all__ = [
+    "DETECTOR",
+    "BeaconConfig",
+    "IntervalScore",
+    "SizeScore",
+    "beacon_score",
+    "candidates",
+    "run",
+    "score_intervals",
+    "score_sizes",
+]
+
+log = logging.getLogger(__name__)
+
+# Quartile coefficient of dispersion (Q3-Q1)/(Q3+Q1) of exponential (Poisson-arrival) gaps:
+# (ln 4 - ln 4/3)/(ln 4 + ln 4/3) = 0.6563. Regularity is measured against this null.
+POISSON_QCD = float((np.log(4) - np.log(4 / 3)) / (np.log(4) + np.log(4 / 3)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BeaconConfig:
+    """Settings under [detectors.beacon] in homecall.toml."""
+
+    min_checkins: int = 4  # fewer give 2 intervals: no usable dispersion statistic (RITA uses 4)
+    merge_gap_s: float = 5.0  # connections this close are one check-in (multi-connection implants)
+    merge_ratio: float = 0.3  # ...and only if also under 30 % of the typical gap (keeps 5 s sleeps)
+    min_score: float = 0.3  # below this a pair is not reported; 0.3 is above Poisson traffic's ~0.1
+    shared_ratio: float = (
+        0.1  # a destination that 10 % of the fleet talks to is shared infrastructure
+    )
+    shared_damping: float = 0.6  # ...and its score is cut by up to 60 % (lowered, never hidden)
+    min_fleet: int = 10  # prevalence means nothing in a fleet smaller than this
+    size_weight: float = 0.2  # share of the score from size regularity (RITA: 0.25)
+    coverage_weight: float = 0.2  # share from how much of the window the pair spans
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalScore:
+    """Regularity of check-ins: `regularity` 0..1 with the estimates behind it."""
+
+    regularity: float
+    period_s: float
+    jitter_ratio: float
+    missed_fraction: float
+    checkins: int
+    conns_per_checkin: float
+
+
+@dataclass(frozen=True, slots=True)
+class SizeScore:
+    """Regularity of per-connection sizes in one direction (median absolute deviation based)."""
+
+    regularity: float
+    median_bytes: float
+    spread_ratio: float
+
+
+def candidates(conn: ir.Table, cfg: BeaconConfig) -> ir.Table:
+    """One row per outbound (src, dst) pair with enough connections: timestamps and sizes."""
+    out = conn.filter(conn.direction == "outbound")
+    pairs = out.group_by(["src", "dst"]).aggregate(
+        conns=ibis._.count(),
+        dst_port=ibis._.dst_port.mode(),
+        ports=ibis._.dst_port.nunique(),
+        first_seen=ibis._.ts.min(),
+        last_seen=ibis._.ts.max(),
+        ts=ibis._.ts.collect(),
+        bytes_out=ibis._.orig_ip_bytes.fill_null(ibis._.orig_bytes.fill_null(0)).collect(),
+        bytes_in=ibis._.resp_ip_bytes.fill_null(ibis._.resp_bytes.fill_null(0)).collect(),
+    )
+    pairs = pairs.filter(pairs.conns >= cfg.min_checkins)
+    prevalence = out.group_by("dst").aggregate(dst_hosts=ibis._.src.nunique())
+    return pairs.join(prevalence, "dst")
+
+
+def score_intervals(ts_us: npt.NDArray[np.int64], cfg: BeaconConfig) -> IntervalScore | None:
+    """Regularity of check-ins in 0..1, with period, jitter and missed check-ins; pure NumPy."""
+    ts = np.sort(ts_us).astype(np.float64) / 1e6
+    gaps = np.diff(ts)
+    if len(gaps) < cfg.min_checkins - 1:
+        return None
+    typical = float(np.quantile(gaps, 0.9))
+    merge_below = min(cfg.merge_gap_s, cfg.merge_ratio * typical)
+    starts = np.concatenate(([ts[0]], ts[1:][gaps > merge_below]))
+    intervals = np.diff(starts)
+    if len(intervals) < cfg.min_checkins - 1 or float(np.median(intervals)) <= 0:
+        return None
+    period = float(np.median(intervals))
+    multiples = np.maximum(1.0, np.round(intervals / period))
+    folded = intervals / multiples
+    missed = float((multiples - 1).sum() / multiples.sum())
+    raw_qcd = _qcd(intervals)
+    folded_qcd = _qcd(folded)
+    regular_raw = _regularity(raw_qcd)
+    regular_folded = _regularity(folded_qcd) * (1.0 - missed)
+    evidence_weight = 1.0 - 1.0 / np.sqrt(len(intervals))  # 3 intervals prove less than 300
+    return IntervalScore(
+        regularity=float(max(regular_raw, regular_folded) * evidence_weight),
+        period_s=float(np.median(folded)),
+        jitter_ratio=float(min(raw_qcd, folded_qcd) * 2.0),
+        missed_fraction=missed,
+        checkins=len(starts),
+        conns_per_checkin=len(ts) / len(starts),
+    )
+
+
+def score_sizes(sizes: npt.NDArray[np.int64]) -> SizeScore:
+    """How alike the sizes are: 1 - MAD/median, robust to occasional large task outputs."""
+    values = sizes.astype(np.float64)
+    median = float(np.median(values))
+    mad = float(np.median(np.abs(values - median)))
+    spread = mad / median if median > 0 else (0.0 if mad == 0 else 1.0)
+    return SizeScore(
+        regularity=float(max(0.0, 1.0 - spread)), median_bytes=median, spread_ratio=spread
+    )
+
+
+def beacon_score(
+    intervals: IntervalScore,
+    size_out: SizeScore,
+    size_in: SizeScore,
+    coverage_ratio: float,
+    shared_factor: float,
+    cfg: BeaconConfig,
+) -> float:
+    """The one combining function: timing gates everything, sizes and coverage add confidence."""
+    rest = 1.0 - cfg.size_weight - cfg.coverage_weight
+    sizes = (size_out.regularity + size_in.regularity) / 2.0
+    support = rest + cfg.size_weight * sizes + cfg.coverage_weight * coverage_ratio
+    return float(np.clip(intervals.regularity * support * shared_factor, 0.0, 1.0))
+
+
+def run(tables: Tables, cfg: BeaconConfig) -> Iterator[Finding]:
+    """Tables in, findings out."""
+    conn = tables.oriented("conn")
+    fleet = int(
+        tables.to_pyarrow(tables.internal.aggregate(n=ibis._.count())).column("n")[0].as_py()
+    )
+    span = tables.to_pyarrow(conn.aggregate(lo=conn.ts.min(), hi=conn.ts.max()))
+    lo, hi = span.column("lo")[0].as_py(), span.column("hi")[0].as_py()
+    if lo is None:
+        return
+    window_s = max((hi - lo).total_seconds(), 1.0)
+    found: list[Finding] = []
+    for batch in tables.batches(candidates(conn, cfg)):
+        found.extend(_score_batch(batch, cfg, fleet, window_s))
+    yield from _with_uids(tables, conn, found)
+
+
+def _score_batch(
+    batch: pa.RecordBatch, cfg: BeaconConfig, fleet: int, window_s: float
+) -> Iterator[Finding]:
+    ts_lists = batch.column("ts")
+    ts_flat = ts_lists.values.cast(pa.int64()).to_numpy()
+    out_flat = batch.column("bytes_out").values.to_numpy()
+    in_flat = batch.column("bytes_in").values.to_numpy()
+    offsets = ts_lists.offsets.to_numpy()
+    rows = batch.select(["src", "dst", "dst_port", "ports", "first_seen", "last_seen", "dst_hosts"])
+    for i, row in enumerate(rows.to_pylist()):
+        a, b = offsets[i], offsets[i + 1]
+        timing = score_intervals(ts_flat[a:b], cfg)
+        if timing is None:
+            continue
+        size_out, size_in = score_sizes(out_flat[a:b]), score_sizes(in_flat[a:b])
+        first, last = row["first_seen"], row["last_seen"]
+        coverage = min(1.0, (last - first).total_seconds() / window_s)
+        shared = _shared_factor(int(row["dst_hosts"]), fleet, cfg)
+        score = beacon_score(timing, size_out, size_in, coverage, shared, cfg)
+        if score < cfg.min_score:
+            continue
+        yield _finding(row, score, timing, size_out, size_in, coverage, shared, fleet, int(b - a))
+
+
+def _shared_factor(dst_hosts: int, fleet: int, cfg: BeaconConfig) -> float:
+    if fleet < cfg.min_fleet or dst_hosts <= 1:
+        return 1.0
+    share = (dst_hosts - 1) / max(fleet - 1, 1)
+    return 1.0 - cfg.shared_damping * min(1.0, share / cfg.shared_ratio)
+
+
+def _finding(
+    row: dict[str, object],
+    score: float,
+    timing: IntervalScore,
+    size_out: SizeScore,
+    size_in: SizeScore,
+    coverage: float,
+    shared: float,
+    fleet: int,
+    conns: int,
+) -> Finding:
+    src, dst, port = str(row["src"]), str(row["dst"]), row["dst_port"]
+    evidence: dict[str, object] = {
+        "grouping": "ip-pair",
+        "period_s": round(timing.period_s, 3),
+        "jitter_ratio": round(timing.jitter_ratio, 3),
+        "missed_fraction": round(timing.missed_fraction, 3),
+        "checkins": timing.checkins,
+        "connections": conns,
+        "conns_per_checkin": round(timing.conns_per_checkin, 2),
+        "interval_regularity": round(timing.regularity, 3),
+        "bytes_out_median": size_out.median_bytes,
+        "bytes_out_spread_ratio": round(size_out.spread_ratio, 3),
+        "bytes_in_median": size_in.median_bytes,
+        "bytes_in_spread_ratio": round(size_in.spread_ratio, 3),
+        "coverage_ratio": round(coverage, 3),
+        "dst_ports": row["ports"],
+        "dst_hosts": row["dst_hosts"],
+        "fleet_hosts": fleet,
+    }
+    if shared < 1.0:
+        evidence["shared_destination_factor"] = round(shared, 3)
+        evidence["context"] = f"{row['dst_hosts']} of {fleet} internal hosts talk to {dst}"
+    first = utc(row["first_seen"])
+    last = utc(row["last_seen"])
+    summary = (
+        f"{src} connected to {dst}:{port} {conns} times, about every "
+        f"{_duration(timing.period_s)} (jitter {timing.jitter_ratio:.0%}, "
+        f"{timing.missed_fraction:.0%} check-ins missed)."
+    )
+    return Finding(
+        detector="beacon",
+        src=src,
+        dst=dst,
+        dst_port=int(port) if port is not None else None,  # type: ignore[call-overload]
+        score=score,
+        first_seen=first,
+        last_seen=last,
+        summary=summary,
+        evidence=evidence,
+    )
+
+
+def _with_uids(tables: Tables, conn: ir.Table, found: list[Finding]) -> Iterator[Finding]:
+    """Attach up to MAX_UIDS record uids to each finding, one query for all of them."""
+    wanted = pa.table({"src": [f.src for f in found], "dst": [f.dst or "" for f in found]})
+    uids = sample_uids(tables, conn.filter(conn.direction == "outbound"), ("src", "dst"), wanted)
+    for f in found:
+        yield with_uids(f, uids.get((f.src, f.dst or ""), []))
+
+
+def _qcd(values: npt.NDArray[np.float64]) -> float:
+    q1, q3 = np.quantile(values, [0.25, 0.75])
+    return float((q3 - q1) / (q3 + q1)) if q3 + q1 > 0 else 0.0
+
+
+def _regularity(qcd: float) -> float:
+    return float(max(0.0, 1.0 - qcd / POISSON_QCD))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+DETECTOR = Detector(
+    name="beacon",
+    requires=("conn",),
+    config=BeaconConfig,
+    run=run,
+    description="regular check-ins from an internal host to one remote IP",
+)

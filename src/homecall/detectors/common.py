@@ -1,0 +1,60 @@
+"""Helpers shared by detectors: evidence that points back to the raw records."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from homecall.findings import MAX_UIDS, Finding
+from homecall.store.tables import Tables
+
+__all__ = ["sample_uids", "scaled_log", "utc", "with_uids"]
+
+
+def sample_uids(
+    tables: Tables, records: ir.Table, keys: Sequence[str], wanted: pa.Table
+) -> dict[tuple[str, ...], list[str]]:
+    """The first MAX_UIDS uids (by time) of `records` for each key tuple listed in `wanted`.
+
+    One query for every reported finding, so evidence can lead back to the logs without
+    carrying every uid of every candidate through the analysis.
+    """
+    if wanted.num_rows == 0:
+        return {}
+    chosen = records.semi_join(tables.memtable(wanted), list(keys))
+    ranked = chosen.mutate(_n=ibis.row_number().over(group_by=list(keys), order_by=["ts", "uid"]))
+    picked = ranked.filter(ranked._n < MAX_UIDS).select(*keys, "uid", "_n").order_by([*keys, "_n"])
+    uids: dict[tuple[str, ...], list[str]] = {}
+    for batch in tables.batches(picked):
+        columns = [batch.column(k).to_pylist() for k in keys]
+        for key, uid in zip(
+            zip(*columns, strict=True), batch.column("uid").to_pylist(), strict=True
+        ):
+            if uid is not None:
+                uids.setdefault(tuple(str(k) for k in key), []).append(uid)
+    return uids
+
+
+def scaled_log(value: float, full_at: float) -> float:
+    """log10(1 + value) / log10(1 + full_at), clipped to 0..1: counts and bytes as a 0..1 weight."""
+    if value <= 0:
+        return 0.0
+    return min(1.0, math.log10(1.0 + value) / math.log10(1.0 + full_at))
+
+
+def with_uids(finding: Finding, uids: list[str]) -> Finding:
+    """A copy of `finding` whose evidence carries `uids`."""
+    return dataclasses.replace(finding, evidence={**finding.evidence, "uids": uids})
+
+
+def utc(value: object) -> datetime:
+    """A timestamp from Arrow as an aware UTC datetime (engines differ on naive vs aware)."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got {value!r}")
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,43 @@
+"""Registered domains (eTLD+1) from the Public Suffix List that the publicsuffixlist wheel ships."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+
+import pyarrow as pa
+from publicsuffixlist import PublicSuffixList
+
+__all__ = ["is_ip_literal", "registered_domain", "registered_domains"]
+
+
+@functools.cache
+def _psl() -> PublicSuffixList:
+    return PublicSuffixList()  # bundled list: no network access
+
+
+def is_ip_literal(name: str) -> bool:
+    """True for "10.0.0.1", "[::1]" or "::1": hosts written as addresses, not names."""
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def registered_domain(name: str | None) -> str | None:
+    """ "www.example.co.uk" -> "example.co.uk"; None for IPs, bare suffixes and junk."""
+    if not name:
+        return None
+    host = name.strip().rstrip(".").lower()
+    if ":" in host and not host.startswith("["):
+        host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host  # Host header with a port
+    if not host or is_ip_literal(host) or "." not in host:
+        return None
+    result: str | None = _psl().privatesuffix(host)
+    return result
+
+
+def registered_domains(names: pa.Array) -> pa.Array:
+    """`registered_domain` over an array of (mostly distinct) names."""
+    return pa.array([registered_domain(n) for n in names.to_pylist()], pa.string())

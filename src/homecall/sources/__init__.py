@@ -1,0 +1,41 @@
+"""Readers: one module per input format, each turning its files into normalized tables.
+
+The registry is an explicit tuple; `detect` picks the reader whose `sniff` accepts a file's
+first bytes (decompressed), so formats are recognised by content, not by file name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from homecall.errors import UnknownFormatError
+from homecall.sources import zeek
+from homecall.sources.fileio import head_of
+from homecall.sources.problems import Problem, Problems
+
+__all__ = ["READERS", "Problem", "Problems", "Reader", "detect", "head_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """A format: its name, its content test and its reader."""
+
+    format: str
+    sniff: Callable[[bytes], bool]
+    read: Callable[[Path, Problems], Iterator[tuple[str, pa.RecordBatch]]]
+
+
+READERS: tuple[Reader, ...] = (Reader(zeek.FORMAT, zeek.sniff, zeek.read),)
+
+
+def detect(path: Path) -> Reader:
+    """The reader for `path`, from its content; UnknownFormatError when none fits."""
+    head = head_of(path)
+    for reader in READERS:
+        if reader.sniff(head):
+            return reader
+    raise UnknownFormatError(path)

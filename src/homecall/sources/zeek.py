@@ -1,0 +1,367 @@
+"""Zeek logs, TSV or JSON, plain or gzip -> the conn, dns, http, tls, x509, smtp and files tables.
+
+Parsing is columnar: DuckDB's CSV reader for TSV (bad lines come back with their line numbers
+from its rejects table) and its JSON reader for JSON. Python touches only the header, the rare
+values that carry Zeek's `\\xHH` escapes, and the error path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from homecall.errors import MalformedInputError
+from homecall.sources.fileio import head_of, is_gzip, open_text
+from homecall.sources.problems import Problems
+from homecall.sources.zeek_fields import DERIVED, ZeekLog, log_for_fields, log_for_path
+from homecall.store.schema import TIMESTAMP, schema_of
+
+__all__ = ["FORMAT", "read", "sniff"]
+
+log = logging.getLogger(__name__)
+
+FORMAT = "zeek"
+BATCH_ROWS = 1 << 17  # Arrow batches of 131,072 rows: large enough for DuckDB, small for memory
+HEADER_MAX_LINES = 64  # a Zeek TSV header is 8 lines; anything longer is not a header
+_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
+_ROTATION = re.compile(r"[._-]\d{2}[:_]\d{2}[:_]\d{2}.*$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    separator: str
+    set_separator: str
+    empty: str
+    unset: str
+    path: str | None
+    fields: tuple[str, ...]
+    lines: int
+
+
+def sniff(head: bytes) -> bool:
+    """True for a Zeek TSV header, or a first JSON line with Zeek's `ts` or `_path` key."""
+    if head.startswith(b"#separator"):
+        return True
+    first = head.split(b"\n", 1)[0].strip()
+    if not first.startswith(b"{"):
+        return False
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and ("ts" in record or "_path" in record)
+
+
+def read(path: Path, problems: Problems) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """Yield (table, batch) for one Zeek log; log types homecall does not import are skipped."""
+    head = head_of(path)
+    if head.startswith(b"#separator"):
+        yield from _read_tsv(path, problems)
+    elif head.lstrip().startswith(b"{"):
+        yield from _read_json(path, head, problems)
+    elif head.strip():
+        raise MalformedInputError(path, 1, "neither a Zeek TSV header nor a JSON record")
+
+
+def _log_type(
+    path: Path, zeek_path: str | None, fields: set[str], problems: Problems
+) -> ZeekLog | None:
+    name = zeek_path or _ROTATION.sub("", path.name.split(".")[0])
+    if path.name.startswith("open_"):
+        problems.skip(
+            path, "still-open connections (zeek-open-connections); conn.log has them once closed"
+        )
+        return None
+    found = log_for_path(name) if zeek_path else None
+    if found is None and zeek_path is None:
+        found = log_for_fields(fields)
+    if found is None:
+        problems.skip(path, f"Zeek {name!r} log: not a log type homecall imports")
+    return found
+
+
+# ---------------------------------------------------------------------------- TSV
+
+
+def _parse_header(path: Path, head: bytes) -> _Header:
+    meta: dict[str, str] = {}
+    lines = head.split(b"\n")
+    count = 0
+    for count, raw in enumerate(lines[:HEADER_MAX_LINES], start=1):
+        if not raw.startswith(b"#"):
+            count -= 1
+            break
+        text = raw.decode("utf-8", "replace").rstrip("\r")
+        if text.startswith("#separator "):
+            meta["separator"] = _unescape(text.split(" ", 1)[1])
+            continue
+        key, _, value = text[1:].partition(meta.get("separator", "\t"))
+        meta[key] = value
+    sep = meta.get("separator", "\t")
+    if "fields" not in meta:
+        raise MalformedInputError(path, count + 1, "Zeek TSV log without a #fields header line")
+    return _Header(
+        separator=sep,
+        set_separator=meta.get("set_separator", ","),
+        empty=meta.get("empty_field", "(empty)"),
+        unset=meta.get("unset_field", "-"),
+        path=meta.get("path"),
+        fields=tuple(meta["fields"].split(sep)),
+        lines=count,
+    )
+
+
+def _read_tsv(path: Path, problems: Problems) -> Iterator[tuple[str, pa.RecordBatch]]:
+    header = _parse_header(path, head_of(path))
+    zlog = _log_type(path, header.path, set(header.fields), problems)
+    if zlog is None:
+        return
+    schema = schema_of(zlog.table)
+    present = set(header.fields)
+    raw_types = {f: "VARCHAR" for f in header.fields}
+    selects = []
+    for column, alternatives in zlog.columns.items():
+        target = schema.field(column).type
+        source = _choose(alternatives, present)
+        selects.append(_tsv_select(column, source, target, header, raw_types))
+    con = duckdb.connect()
+    rejects = "homecall_rejects"
+    sql_types = ", ".join(f"{_lit(f)}: {_lit(t)}" for f, t in raw_types.items())
+    reader = (
+        f"read_csv({_lit(str(path))}, auto_detect=false, header=false, delim={_lit(header.separator)},"
+        f" comment='#', nullstr={_lit(header.unset)}, quote='', escape='', new_line='\\n',"
+        f" compression={_lit(_compression(path))}, columns={{{sql_types}}},"
+        f" ignore_errors=true, store_rejects=true, rejects_table={_lit(rejects)},"
+        f" rejects_scan='homecall_scans', rejects_limit=1000)"
+    )
+    try:
+        relation = con.sql(f"SELECT {', '.join(selects)} FROM {reader}")
+        yield from _batches(relation, zlog.table, path, header.set_separator)
+    except duckdb.Error as exc:
+        raise MalformedInputError(path, None, f"unreadable as Zeek TSV: {exc}") from exc
+    for line, reason in con.sql(
+        f"SELECT line, first(error_message ORDER BY column_idx) FROM {rejects}"
+        " GROUP BY line ORDER BY line"
+    ).fetchall():
+        problems.add(path, int(line), _reject_reason(reason))
+
+
+def _reject_reason(message: str) -> str:
+    if "Expected Number of Columns" in message:
+        return "wrong number of fields (" + message.split(":", 1)[-1].strip() + ")"
+    return message.split("\n")[0][:200]
+
+
+def _tsv_select(
+    column: str, source: str | None, target: pa.DataType, header: _Header, raw_types: dict[str, str]
+) -> str:
+    alias = _ident(column)
+    if source is None:
+        return f"CAST(NULL AS {_sql_type(target)}) AS {alias}"
+    if source in DERIVED:
+        return f"{DERIVED[source][0]} AS {alias}"
+    name, first = _strip_first(source)
+    ref = _ident(name)
+    empty, setsep = _lit(header.empty), _lit(header.set_separator)
+    if first:
+        return f"CASE WHEN {ref} = {empty} THEN NULL ELSE string_split({ref}, {setsep})[1] END AS {alias}"
+    if pa.types.is_list(target):
+        split = (
+            f"CASE WHEN {ref} = {empty} THEN []::VARCHAR[] ELSE string_split({ref}, {setsep}) END"
+        )
+        if pa.types.is_floating(target.value_type):
+            return f"list_transform({split}, lambda x: TRY_CAST(x AS DOUBLE)) AS {alias}"
+        return f"{split} AS {alias}"
+    if target == TIMESTAMP:
+        raw_types[name] = "DOUBLE"
+        return f"make_timestamp(CAST(round({ref} * 1000000) AS BIGINT)) AS {alias}"
+    if pa.types.is_string(target):
+        return f"CASE WHEN {ref} = {empty} THEN '' ELSE {ref} END AS {alias}"
+    raw_types[name] = _sql_type(target)
+    return f"{ref} AS {alias}"
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def _read_json(path: Path, head: bytes, problems: Problems) -> Iterator[tuple[str, pa.RecordBatch]]:
+    keys: set[str] = set()
+    zeek_path = None
+    for raw in head.split(b"\n")[:-1][:200]:
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            keys |= record.keys()
+            zeek_path = zeek_path or record.get("_path")
+    zlog = _log_type(path, zeek_path, keys, problems)
+    if zlog is None:
+        return
+    schema = schema_of(zlog.table)
+    raw_types: dict[str, str] = {}
+    selects = []
+    for column, alternatives in zlog.columns.items():
+        target = schema.field(column).type
+        selects.append(_json_select(column, alternatives, target, raw_types))
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    columns = ", ".join(f"{_lit(f)}: {_lit(t)}" for f, t in raw_types.items())
+    reader = (
+        f"read_json({_lit(str(path))}, format='newline_delimited', columns={{{columns}}},"
+        f" compression={_lit(_compression(path))}, ignore_errors=true, maximum_object_size=16777216)"
+    )
+    bad = 0
+    try:
+        relation = con.sql(f"SELECT {', '.join(selects)} FROM {reader}")
+        for table, batch in _batches(relation, zlog.table, path, None):
+            valid = pc.is_valid(batch.column("ts"))
+            if valid.false_count:
+                bad += valid.false_count
+                batch = batch.filter(valid)
+            yield table, batch
+    except duckdb.Error as exc:
+        raise MalformedInputError(path, None, f"unreadable as Zeek JSON: {exc}") from exc
+    if bad:
+        _locate_bad_json(path, problems, bad)
+
+
+def _json_select(
+    column: str, alternatives: tuple[str, ...], target: pa.DataType, raw_types: dict[str, str]
+) -> str:
+    exprs = []
+    for source in alternatives:
+        if source in DERIVED:
+            sql, needs = DERIVED[source]
+            for name in needs:
+                raw_types.setdefault(name, "BOOLEAN" if name == "is_orig" else "VARCHAR")
+            exprs.append(sql)
+            continue
+        name, first = _strip_first(source)
+        ref = _ident(name)
+        if first:
+            raw_types[name] = "VARCHAR[]"
+            exprs.append(f"{ref}[1]")
+        elif target == TIMESTAMP:
+            raw_types[name] = "VARCHAR"
+            exprs.append(
+                f"coalesce(make_timestamp(CAST(round(TRY_CAST({ref} AS DOUBLE) * 1000000) AS BIGINT)),"
+                f" CAST(TRY_CAST({ref} AS TIMESTAMPTZ) AS TIMESTAMP))"
+            )
+        else:
+            raw_types[name] = _sql_type(target)
+            exprs.append(ref)
+    expr = exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})"
+    return f"{expr} AS {_ident(column)}"
+
+
+def _locate_bad_json(path: Path, problems: Problems, expected: int) -> None:
+    """Error path only: find the line numbers of the records DuckDB could not use."""
+    found = 0
+    with open_text(path) as stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                problems.add(path, number, f"not valid JSON ({exc.msg})")
+                found += 1
+                continue
+            if not isinstance(record, dict) or record.get("ts") is None:
+                problems.add(path, number, "record without a usable ts")
+                found += 1
+    for _ in range(expected - found):
+        problems.add(path, None, "record with an unparseable ts")
+
+
+# ------------------------------------------------------------------------- shared
+
+
+def _batches(
+    relation: duckdb.DuckDBPyRelation, table: str, path: Path, set_separator: str | None
+) -> Iterator[tuple[str, pa.RecordBatch]]:
+    schema = schema_of(table)
+    source = pa.scalar(str(path), pa.string())
+    for batch in relation.fetch_record_batch(BATCH_ROWS):
+        n = batch.num_rows
+        if n == 0:
+            continue
+        columns = []
+        for field in schema:
+            if field.name == "sensor":
+                columns.append(pa.nulls(n, pa.string()))
+            elif field.name == "source_file":
+                columns.append(pa.repeat(source, n))
+            else:
+                array = batch.column(field.name)
+                if set_separator is not None:
+                    array = _unescape_array(array)
+                columns.append(array.cast(field.type))
+        yield table, pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _unescape_array(array: pa.Array) -> pa.Array:
+    """Decode Zeek's `\\xHH` escapes; vectorised test, Python only on the rare escaped values."""
+    if pa.types.is_list(array.type) and pa.types.is_string(array.type.value_type):
+        values = _unescape_array(array.values)
+        return pa.ListArray.from_arrays(array.offsets, values, mask=array.is_null())
+    if not pa.types.is_string(array.type):
+        return array
+    hits = pc.fill_null(pc.match_substring(array, "\\x"), False)
+    if not pc.any(hits).as_py():
+        return array
+    values = array.to_pylist()
+    for i in pc.indices_nonzero(hits).to_pylist():
+        values[i] = _unescape(values[i])
+    return pa.array(values, pa.string())
+
+
+def _unescape(text: str) -> str:
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+
+
+def _compression(path: Path) -> str:
+    return "gzip" if is_gzip(path) else "none"
+
+
+def _choose(alternatives: tuple[str, ...], present: set[str]) -> str | None:
+    for source in alternatives:
+        needs = DERIVED[source][1] if source in DERIVED else (_strip_first(source)[0],)
+        if all(n in present for n in needs):
+            return source
+    return None
+
+
+def _strip_first(source: str) -> tuple[str, bool]:
+    return (source[:-3], True) if source.endswith("[1]") else (source, False)
+
+
+def _sql_type(arrow: pa.DataType) -> str:
+    if arrow == TIMESTAMP:
+        return "TIMESTAMP"
+    if pa.types.is_list(arrow):
+        return _sql_type(arrow.value_type) + "[]"
+    return {
+        pa.string(): "VARCHAR",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.float64(): "DOUBLE",
+        pa.bool_(): "BOOLEAN",
+    }[arrow]
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -1,0 +1,180 @@
+"""What detectors see: Ibis tables over the store for one window, on whichever engine.
+
+The engine is chosen once, at the edge (`homecall.pipeline`); detectors receive a `Tables` and
+never a connection or SQL text. `batches` is the one place an expression executes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from homecall.errors import EngineError
+from homecall.networks import InternalNetworks
+from homecall.store.schema import SCHEMAS, TIMESTAMP
+from homecall.store.store import Store
+
+__all__ = ["ENDPOINT_TABLES", "Tables", "Window", "connect", "open_tables"]
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_TABLES = ("conn", "dns", "http", "tls", "smtp")
+BATCH_ROWS = 65_536
+_X509_COLUMNS = (
+    "subject",
+    "issuer",
+    "serial",
+    "not_valid_before",
+    "not_valid_after",
+    "key_type",
+    "key_length",
+    "sig_alg",
+    "san_dns",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The analysed time range, UTC microseconds, both ends inclusive; None = unbounded."""
+
+    start_us: int | None = None
+    end_us: int | None = None
+
+
+def connect(engine: str = "duckdb", **options: Any) -> ibis.BaseBackend:
+    """An Ibis backend by name: the embedded DuckDB (default) or Spark (`homecall[spark]`)."""
+    if engine == "duckdb":
+        con = ibis.duckdb.connect(**options)
+        con.raw_sql("SET TimeZone = 'UTC'")
+        return con
+    if engine == "spark":
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError as exc:
+            raise EngineError("the spark engine needs `pip install homecall[spark]`") from exc
+        session = options.pop("session", None) or SparkSession.builder.getOrCreate()
+        session.conf.set("spark.sql.session.timeZone", "UTC")
+        return ibis.pyspark.connect(session, **options)
+    raise EngineError(f"unknown engine {engine!r}; expected 'duckdb' or 'spark'")
+
+
+class Tables:
+    """The normalized tables of one window, plus the set of internal addresses seen in it."""
+
+    def __init__(
+        self,
+        backend: ibis.BaseBackend,
+        tables: dict[str, ir.Table],
+        internal: ir.Table,
+        window: Window,
+    ) -> None:
+        self.backend = backend
+        self._tables = tables
+        self.internal = internal  # one column, `ip`: the internal addresses active in the window
+        self.window = window
+
+    def __getitem__(self, name: str) -> ir.Table:
+        return self._tables[name]
+
+    def names(self) -> tuple[str, ...]:
+        """Names of the tables available."""
+        return tuple(self._tables)
+
+    def batches(self, expr: ir.Table, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        """Execute `expr` and stream its rows as Arrow batches."""
+        try:
+            reader = self.backend.to_pyarrow_batches(expr, chunk_size=batch_rows)
+        except Exception as exc:  # Ibis raises backend-specific errors; name the engine
+            raise EngineError(f"{self.backend.name}: {exc}") from exc
+        yield from reader
+
+    def to_pyarrow(self, expr: ir.Table) -> pa.Table:
+        """Execute a small expression (a summary, a lookup) into one Arrow table."""
+        batches = list(self.batches(expr))
+        schema = expr.schema().to_pyarrow()
+        return pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
+
+    def memtable(self, data: pa.Table) -> ir.Table:
+        """A small Arrow table made available to expressions on this engine."""
+        return ibis.memtable(data)
+
+    def oriented(self, name: str) -> ir.Table:
+        """`name` with `src` (internal side), `dst`, `dst_port` and `direction` added.
+
+        direction: "outbound" (internal opened to external), "inbound" (external opened to
+        internal), "internal" (both internal; src is the originator). External-only rows are dropped.
+        """
+        t = self._tables[name]
+        orig_in = t.orig_ip.isin(self.internal.ip)
+        resp_in = t.resp_ip.isin(self.internal.ip)
+        t = t.mutate(_orig_in=orig_in, _resp_in=resp_in).filter(ibis._._orig_in | ibis._._resp_in)
+        outbound_or_internal = t._orig_in
+        return t.mutate(
+            src=outbound_or_internal.ifelse(t.orig_ip, t.resp_ip),
+            dst=outbound_or_internal.ifelse(t.resp_ip, t.orig_ip),
+            dst_port=outbound_or_internal.ifelse(t.resp_port, t.orig_port),
+            direction=ibis.cases(
+                (t._orig_in & t._resp_in, "internal"),
+                (t._orig_in, "outbound"),
+                else_="inbound",
+            ),
+        ).drop("_orig_in", "_resp_in")
+
+
+def open_tables(
+    store: Store, internal: InternalNetworks, backend: ibis.BaseBackend, window: Window = Window()
+) -> Tables:
+    """Ibis tables over the store's Parquet files for `window`, and the internal hosts in it."""
+    tables: dict[str, ir.Table] = {}
+    for name, schema in SCHEMAS.items():
+        files = store.files(name, start_us=window.start_us, end_us=window.end_us)
+        if files:
+            t = backend.read_parquet([str(f) for f in files], table_name=f"homecall_{name}")
+        else:
+            t = ibis.memtable(schema.empty_table())
+        tables[name] = _in_window(t, window)
+    tables["tls"] = _with_certificates(tables["tls"], tables.pop("x509"))
+    internal_ips = _internal_addresses(backend, tables, internal)
+    return Tables(backend, tables, ibis.memtable(internal_ips), window)
+
+
+def _in_window(t: ir.Table, window: Window) -> ir.Table:
+    if window.start_us is not None:
+        t = t.filter(t.ts >= _timestamp(window.start_us))
+    if window.end_us is not None:
+        t = t.filter(t.ts <= _timestamp(window.end_us))
+    return t
+
+
+def _timestamp(us: int) -> ir.TimestampScalar:
+    return ibis.literal(pa.scalar(us, TIMESTAMP).as_py(), type="timestamp('UTC', 6)")
+
+
+def _with_certificates(tls: ir.Table, x509: ir.Table) -> ir.Table:
+    """Join the leaf certificate's x509 fields into tls as `cert_*` columns (left join)."""
+    certs = x509.group_by("cert_id").aggregate(
+        **{f"cert_{c}": x509[c].arbitrary() for c in _X509_COLUMNS}
+    )
+    leaf = tls.mutate(_leaf=tls.cert_chain[0])
+    joined = leaf.left_join(certs, leaf._leaf == certs.cert_id)
+    return joined.drop("_leaf", "cert_id")
+
+
+def _internal_addresses(
+    backend: ibis.BaseBackend, tables: dict[str, ir.Table], internal: InternalNetworks
+) -> pa.Table:
+    parts = []
+    for name in ENDPOINT_TABLES:
+        t = tables[name]
+        parts.append(t.select(ip=t.orig_ip))
+        parts.append(t.select(ip=t.resp_ip))
+    distinct = ibis.union(*parts, distinct=True).filter(ibis._.ip.notnull())
+    ips = backend.to_pyarrow(distinct).column("ip")
+    inside = internal.classify(ips)
+    return pa.table({"ip": ips.filter(inside) if len(ips) else ips})
