@@ -135,6 +135,8 @@ def _import_one(path: Path, job: Import, result: ImportResult, sensor: str | Non
         return
     if rows:
         result.imported[path] = rows
+    elif any(p.path == path for p in result.problems.skipped):
+        job.forget(digest)  # a log type we do not import: not remembered, so not "already stored"
 
 
 def _with_sensor(

@@ -79,11 +79,11 @@ def write_log(
     """Write one Zeek TSV log, rows sorted by ts; returns the number of rows."""
     fields = FIELDS[log]
     names = [name for name, _ in fields]
-    if set(columns) != set(names):
+    if columns and set(columns) != set(names):
         raise ValueError(
             f"{log}: columns differ from the schema: {sorted(set(columns) ^ set(names))}"
         )
-    ts = np.asarray(columns["ts"], dtype=np.int64)
+    ts = np.asarray(columns.get("ts", ()), dtype=np.int64)
     order = np.argsort(ts, kind="stable")
     header = [
         "#separator \\x09",

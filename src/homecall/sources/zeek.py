@@ -330,7 +330,7 @@ def _unescape(text: str) -> str:
 
 
 def _compression(path: Path) -> str:
-    return "gzip" if is_gzip(path) else "none"
+    return "gzip" if is_gzip(path) else "uncompressed"
 
 
 def _choose(alternatives: tuple[str, ...], present: set[str]) -> str | None:

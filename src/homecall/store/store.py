@@ -249,6 +249,12 @@ class Import:
         }
         return rows
 
+    def forget(self, sha256: str) -> None:
+        """Drop a staged source (and its staged files) from this import."""
+        added = self._added.pop(sha256, None)
+        for w in (added or {}).get("writers", {}).values():
+            w.path.unlink(missing_ok=True)
+
     def _open(self, table: str, day: int | None, stem: str) -> _Writer:
         label = _day_label(day)
         folder = self.staging / "tables" / table / f"day={label}"
