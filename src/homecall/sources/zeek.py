@@ -291,7 +291,7 @@ def _batches(
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
     schema = schema_of(table)
     source = pa.scalar(str(path), pa.string())
-    for batch in relation.fetch_record_batch(BATCH_ROWS):
+    for batch in relation.to_arrow_reader(batch_size=BATCH_ROWS):
         n = batch.num_rows
         if n == 0:
             continue

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from homecall.config import Config
+from homecall.detectors.beacon import BeaconConfig, score_intervals, score_sizes
+from homecall.pipeline import hunt
+from homecall.store import Store
+
+CFG = BeaconConfig()
+
+
+def _ts(seconds: list[float] | np.ndarray) -> np.ndarray:
+    return (np.asarray(seconds, dtype=np.float64) * 1e6).astype(np.int64)
+
+
+def _every(period: float, n: int) -> list[float]:
+    return [i * period for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "regularity", "period_s", "missed", "checkins", "per_checkin"),
+    [
+        # 101 exact check-ins: 100 intervals, dispersion 0, evidence weight 1 - 1/sqrt(100)
+        (_every(60, 101), 0.9, 60.0, 0.0, 101, 1.0),
+        # every 4th of 101 check-ins dropped: 76 left, gaps 60, 60, 120 x 25, so 25 of 100 missed;
+        # folded gaps are exact: (1 - 0.25 missed) = 0.75, above the Poisson floor 0.25:
+        # (0.75 - 0.25) / 0.75, times the evidence weight 1 - 1/sqrt(75)
+        (
+            [t for i, t in enumerate(_every(60, 101)) if i % 4 != 3],
+            (0.5 / 0.75) * (1 - 1 / np.sqrt(75)),
+            60.0,
+            0.25,
+            76,
+            1.0,
+        ),
+        # two connections 0.4 s apart per check-in: merged, so 50 check-ins of 2
+        (sorted(_every(60, 50) + [t + 0.4 for t in _every(60, 50)]), 1 - 1 / 7, 60.0, 0.0, 50, 2.0),
+        # Empire's 5 s sleep is not mistaken for a multi-connection check-in
+        (_every(5, 50), 1 - 1 / 7, 5.0, 0.0, 50, 1.0),
+    ],
+)
+def test_score_intervals_hand_worked(
+    seconds: list[float], regularity: float, period_s: float, missed: float, checkins: int, per_checkin: float
+) -> None:
+    score = score_intervals(_ts(seconds), CFG)
+    assert score is not None
+    assert score.period_s == pytest.approx(period_s)
+    assert score.missed_fraction == pytest.approx(missed)
+    assert score.checkins == checkins
+    assert score.conns_per_checkin == pytest.approx(per_checkin)
+    assert score.regularity == pytest.approx(regularity, abs=0.01)
+
+
+def test_too_few_checkins_give_no_score() -> None:
+    assert score_intervals(_ts([0, 60, 120]), CFG) is None
+
+
+def test_bursts_faster_than_a_second_are_not_beacons() -> None:
+    assert score_intervals(_ts(_every(0.01, 50)), CFG) is None
+
+
+def test_poisson_arrivals_are_not_regular() -> None:
+    rng = np.random.default_rng(1)
+    scores = [
+        score_intervals(_ts(np.cumsum(rng.exponential(60, size=200))), CFG).regularity  # type: ignore[union-attr]
+        for _ in range(50)
+    ]
+    assert max(scores) < 0.15
+
+
+def test_cobalt_strike_half_jitter_stays_regular() -> None:
+    rng = np.random.default_rng(2)
+    gaps = 60 * (1 - rng.uniform(0, 0.5, size=1440))  # sleep * (1 - U * j), j = 50 %
+    score = score_intervals(_ts(np.cumsum(gaps)), CFG)
+    assert score is not None
+    assert score.regularity > 0.6
+    assert 40 < score.period_s < 50  # the median interval: 60 * (1 - 0.25)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "regularity", "median"),
+    [
+        ([100, 100, 100, 5000], 1.0, 100.0),  # one large task output does not break it
+        ([100, 200, 300], 0.5, 200.0),  # MAD 100 / median 200
+        ([0, 0, 0, 0], 1.0, 0.0),  # failed connections: always nothing
+    ],
+)
+def test_score_sizes(sizes: list[int], regularity: float, median: float) -> None:
+    score = score_sizes(np.asarray(sizes, dtype=np.int64))
+    assert score.regularity == pytest.approx(regularity)
+    assert score.median_bytes == median
+
+
+def test_njrat_pair_is_in_the_top_three_of_its_host(samples: Path, tmp_path: Path) -> None:
+    folder = samples / "zeek-tsv/stratosphere-security-datasets/001-zeek-scenario-malicious"
+    result = hunt([folder], Store(tmp_path / "store"), Config())
+    # PROVENANCE.txt: njRAT C2 192.168.1.115 -> 41.108.179.197:1177 (237 flows labelled CC)
+    of_host = [f for f in result.findings if f.src == "192.168.1.115"]
+    assert ("41.108.179.197", 1177) in [(f.dst, f.dst_port) for f in of_host[:3]]
+    beacon = next(f for f in result.findings if f.detector == "beacon")
+    assert (beacon.src, beacon.dst) == ("192.168.1.115", "41.108.179.197")
+    assert beacon.evidence["connections"] == 237
+    assert len(beacon.evidence["uids"]) == 20

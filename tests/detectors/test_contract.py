@@ -1,0 +1,53 @@
+"""One contract over the whole registry (scikit-learn's estimator checks, for detectors)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from homecall.config import Config
+from homecall.detectors import DETECTORS, Detector
+from homecall.pipeline import import_paths
+from homecall.store import Store
+from homecall.store.tables import Window, connect, open_tables
+from tests.findings_contract import check_record
+
+
+@pytest.fixture(scope="module")
+def store(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    store = Store(tmp_path_factory.mktemp("contract") / "store")
+    import_paths([samples / "zeek-tsv/stratosphere-security-datasets/001-zeek-scenario-malicious"], store)
+    return store
+
+
+def _run(detector: Detector, store: Store, window: Window = Window()) -> list[dict[str, object]]:
+    tables = open_tables(store, Config().internal, connect(), window)
+    return [f.to_dict() for f in detector.run(tables, detector.config())]
+
+
+@pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: d.name)
+def test_default_config_constructs_with_documented_defaults(detector: Detector) -> None:
+    config = detector.config()
+    assert dataclasses.is_dataclass(config)
+    assert all(f.default is not dataclasses.MISSING for f in dataclasses.fields(config))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(config, dataclasses.fields(config)[0].name, None)
+
+
+@pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: d.name)
+def test_empty_window_gives_no_findings(detector: Detector, store: Store) -> None:
+    assert _run(detector, store, Window(start_us=10**15, end_us=10**15 + 1)) == []
+
+
+@pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: d.name)
+def test_runs_are_repeatable_and_findings_follow_the_contract(detector: Detector, store: Store) -> None:
+    first, second = _run(detector, store), _run(detector, store)
+    assert first == second
+    assert first, f"{detector.name} found nothing on the njRAT capture"
+    for record in first:
+        check_record(json.loads(json.dumps(record)))
+        assert record["detector"] == detector.name
+        assert record["src"] in str(record["summary"])
