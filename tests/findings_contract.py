@@ -38,13 +38,14 @@ def documented_fields() -> dict[str, str]:
 def check_record(record: dict[str, Any]) -> None:
     """Raise AssertionError when `record` breaks the documented contract."""
     fields = documented_fields()
-    assert set(record) == set(fields), (set(record) ^ set(fields))
+    assert set(record) == set(fields), set(record) ^ set(fields)
     for name, kind in fields.items():
         assert isinstance(record[name], _TYPES[kind]), (name, kind, record[name])
     assert 0.0 <= record["score"] <= 1.0
     assert record["severity"] in {"info", "low", "medium", "high", "critical"}
     first = datetime.fromisoformat(record["first_seen"])
     last = datetime.fromisoformat(record["last_seen"])
-    assert record["first_seen"].endswith("Z") and first <= last
+    assert record["first_seen"].endswith("Z")
+    assert first <= last
     assert isinstance(record["evidence"].get("uids", []), list)
     assert len(record["evidence"].get("uids", [])) <= 20

@@ -149,7 +149,8 @@ def simulate(
         record = asdict(c2)
         console.print(
             f"  {record['src']} -> {record['dst']}:{record['dst_port']} {record['kind']}"
-            f" sleep {record['sleep_s']} s, jitter {record['jitter_ratio']:.0%} ({record['jitter_kind']})",
+            f" sleep {record['sleep_s']} s,"
+            f" jitter {record['jitter_ratio']:.0%} ({record['jitter_kind']})",
             highlight=False,
         )
 

@@ -1,4 +1,7 @@
-"""homecall.toml: internal networks and per-detector settings, validated at load (docs/configuration.md)."""
+"""homecall.toml: internal networks and detector settings, validated at load.
+
+See docs/configuration.md.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The loaded configuration; detector sections stay raw until a detector's dataclass takes them."""
+    """The loaded configuration; detector sections stay raw until their dataclass takes them."""
 
     path: Path | None = None
     internal: InternalNetworks = field(default_factory=InternalNetworks.from_cidrs)
@@ -71,7 +74,7 @@ def load_config(path: Path | None = None) -> Config:
 
 
 def build_section(cls: type[T], values: Mapping[str, Any], *, where: str, path: Path | None) -> T:
-    """Instantiate the settings dataclass `cls` from a TOML table, rejecting unknown or mistyped keys."""
+    """Build the settings dataclass `cls` from a TOML table; unknown or mistyped keys raise."""
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}

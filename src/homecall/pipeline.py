@@ -1,15 +1,13 @@
-"""The one place that wires sources -> store -> detectors -> findings (the CLI and web UI call it)."""
+"""The one place that wires sources -> store -> detectors -> findings (for the CLI and web UI)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pyarrow as pa
 
 from homecall.config import Config, build_section
 from homecall.detectors import Detector, by_name
@@ -17,7 +15,7 @@ from homecall.errors import InputError, StoreError, UnknownFormatError
 from homecall.findings import Finding, rank
 from homecall.sources import Problems, detect
 from homecall.store import Import, Store, content_hash
-from homecall.store.tables import Window, connect, open_tables
+from homecall.store.tables import WHOLE_STORE, Window, connect, open_tables
 
 __all__ = [
     "FINDINGS_FILE",
@@ -127,7 +125,8 @@ def _import_one(path: Path, job: Import, result: ImportResult, sensor: str | Non
             path,
             digest,
             reader.format,
-            _with_sensor(reader.read(path, result.problems), sensor),
+            reader.read(path, result.problems),
+            sensor=sensor,
             bad_records=lambda: result.problems.for_file(path) - before,
         )
     except InputError as exc:  # the source's staged files are never committed
@@ -137,16 +136,6 @@ def _import_one(path: Path, job: Import, result: ImportResult, sensor: str | Non
         result.imported[path] = rows
     elif any(p.path == path for p in result.problems.skipped):
         job.forget(digest)  # a log type we do not import: not remembered, so not "already stored"
-
-
-def _with_sensor(
-    batches: Iterable[tuple[str, pa.RecordBatch]], sensor: str | None
-) -> Iterator[tuple[str, pa.RecordBatch]]:
-    for table, batch in batches:
-        if sensor is not None:
-            i = batch.schema.get_field_index("sensor")
-            batch = batch.set_column(i, "sensor", pa.repeat(pa.scalar(sensor), batch.num_rows))
-        yield table, batch
 
 
 def window_of(store: Store, hashes: Iterable[str]) -> Window:
@@ -163,7 +152,7 @@ def analyse(
     config: Config,
     *,
     detectors: Sequence[str] | None = None,
-    window: Window = Window(),
+    window: Window = WHOLE_STORE,
     engine: str = "duckdb",
     progress: Progress = _no_progress,
 ) -> list[Finding]:

@@ -44,7 +44,12 @@ def _every(period: float, n: int) -> list[float]:
     ],
 )
 def test_score_intervals_hand_worked(
-    seconds: list[float], regularity: float, period_s: float, missed: float, checkins: int, per_checkin: float
+    seconds: list[float],
+    regularity: float,
+    period_s: float,
+    missed: float,
+    checkins: int,
+    per_checkin: float,
 ) -> None:
     score = score_intervals(_ts(seconds), CFG)
     assert score is not None

@@ -12,18 +12,20 @@ from homecall.config import Config
 from homecall.detectors import DETECTORS, Detector
 from homecall.pipeline import import_paths
 from homecall.store import Store
-from homecall.store.tables import Window, connect, open_tables
+from homecall.store.tables import WHOLE_STORE, Window, connect, open_tables
 from tests.findings_contract import check_record
 
 
 @pytest.fixture(scope="module")
 def store(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
     store = Store(tmp_path_factory.mktemp("contract") / "store")
-    import_paths([samples / "zeek-tsv/stratosphere-security-datasets/001-zeek-scenario-malicious"], store)
+    import_paths(
+        [samples / "zeek-tsv/stratosphere-security-datasets/001-zeek-scenario-malicious"], store
+    )
     return store
 
 
-def _run(detector: Detector, store: Store, window: Window = Window()) -> list[dict[str, object]]:
+def _run(detector: Detector, store: Store, window: Window = WHOLE_STORE) -> list[dict[str, object]]:
     tables = open_tables(store, Config().internal, connect(), window)
     return [f.to_dict() for f in detector.run(tables, detector.config())]
 
@@ -43,7 +45,9 @@ def test_empty_window_gives_no_findings(detector: Detector, store: Store) -> Non
 
 
 @pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: d.name)
-def test_runs_are_repeatable_and_findings_follow_the_contract(detector: Detector, store: Store) -> None:
+def test_runs_are_repeatable_and_findings_follow_the_contract(
+    detector: Detector, store: Store
+) -> None:
     first, second = _run(detector, store), _run(detector, store)
     assert first == second
     assert first, f"{detector.name} found nothing on the njRAT capture"

@@ -11,7 +11,7 @@ import pytest
 from homecall.errors import MalformedInputError
 from homecall.sources import Problems, detect, zeek
 from homecall.sources.fileio import open_text
-from homecall.store.schema import schema_of
+from homecall.store.schema import Query, schema_of
 
 IMPORTED = {"conn", "dns", "http", "ssl", "x509", "smtp", "files"}
 TABLE_OF = {"ssl": "tls"}
@@ -39,10 +39,11 @@ def _log_type(path: Path) -> str:
 def _read(path: Path) -> tuple[dict[str, pa.Table], Problems]:
     problems = Problems()
     batches: dict[str, list[pa.RecordBatch]] = {}
-    for table, batch in detect(path).read(path, problems):
-        assert batch.schema == schema_of(table)
-        batches.setdefault(table, []).append(batch)
-    return {t: pa.Table.from_batches(b) for t, b in batches.items()}, problems
+    for table, part in detect(path).read(path, problems):
+        got = part.to_arrow() if isinstance(part, Query) else pa.Table.from_batches([part])
+        assert got.schema == schema_of(table), path
+        batches.setdefault(table, []).extend(got.to_batches())
+    return {t: pa.Table.from_batches(b, schema_of(t)) for t, b in batches.items()}, problems
 
 
 def test_every_sample_log_reads_with_its_record_count(samples: Path) -> None:
@@ -65,17 +66,26 @@ def test_logs_not_imported_are_skipped_with_a_reason(samples: Path) -> None:
     weird = samples / "zeek-tsv/rita-proxy-beacon/weird.log"
     tables, problems = _read(weird)
     assert tables == {}
-    assert [p.reason for p in problems.skipped] == ["Zeek 'weird' log: not a log type homecall imports"]
+    assert [p.reason for p in problems.skipped] == [
+        "Zeek 'weird' log: not a log type homecall imports"
+    ]
 
 
 def test_tsv_values_are_typed_and_unset_stays_null(samples: Path) -> None:
-    path = samples / "zeek-tsv/stratosphere-security-datasets/001-zeek-scenario-malicious/labeled-conn.log"
+    path = (
+        samples
+        / "zeek-tsv/stratosphere-security-datasets/001-zeek-scenario-malicious/labeled-conn.log"
+    )
     conn = _read(path)[0]["conn"]
     first = conn.slice(0, 1).to_pylist()[0]
     # first data line: 19.981745 C91Ycq25p2quMWzEMk fd2d:...:aec8 56464 fd2d:ab8c:225::1 53 udp dns
     assert first["ts"] == datetime(1970, 1, 1, 0, 0, 19, 981745, tzinfo=UTC)
     assert first["uid"] == "C91Ycq25p2quMWzEMk"
-    assert (first["orig_port"], first["resp_ip"], first["resp_port"]) == (56464, "fd2d:ab8c:225::1", 53)
+    assert (first["orig_port"], first["resp_ip"], first["resp_port"]) == (
+        56464,
+        "fd2d:ab8c:225::1",
+        53,
+    )
     assert (first["proto"], first["service"], first["conn_state"]) == ("udp", "dns", "SF")
     assert (first["orig_bytes"], first["resp_ip_bytes"], first["local_orig"]) == (34, 98, False)
     assert first["source_file"] == str(path)
@@ -103,7 +113,11 @@ def test_old_and_new_zeek_field_names_map_to_one_column(samples: Path) -> None:
     ]
     files = _read(samples / "zeek-json/slips-test9-mixed/files.log")[0]["files"]
     row = files.slice(0, 1).to_pylist()[0]  # conn_uids/tx_hosts/rx_hosts sets in this Zeek version
-    assert (row["uid"], row["tx_ip"], row["rx_ip"]) == ("CAeDWs37BipkfP21u9", "147.32.80.7", "10.0.2.15")
+    assert (row["uid"], row["tx_ip"], row["rx_ip"]) == (
+        "CAeDWs37BipkfP21u9",
+        "147.32.80.7",
+        "10.0.2.15",
+    )
 
 
 HEADER = (
@@ -169,7 +183,9 @@ def test_tsv_without_fields_header_is_malformed(tmp_path: Path) -> None:
 
 
 def test_rotated_gzip_tree_is_detected_by_content(samples: Path, tmp_path: Path) -> None:
-    source = samples / "zeek-tsv/stratosphere-security-datasets/003-zeek-scenario-malicious/conn.log"
+    source = (
+        samples / "zeek-tsv/stratosphere-security-datasets/003-zeek-scenario-malicious/conn.log"
+    )
     day = tmp_path / "2026-11-27"
     day.mkdir()
     target = day / "conn.00:00:00-01:00:00.log.gz"

@@ -34,10 +34,14 @@ def _stored_rows(store: Store) -> dict[str, int]:
 
 
 def _visible(store: Store) -> list[str]:
-    return sorted(str(f.relative_to(store.root)) for t in ZEEK_TABLE.values() for f in store.files(t))
+    return sorted(
+        str(f.relative_to(store.root)) for t in ZEEK_TABLE.values() for f in store.files(t)
+    )
 
 
-def test_whole_zeek_sample_tree_imports_with_exact_row_counts(samples: Path, tmp_path: Path) -> None:
+def test_whole_zeek_sample_tree_imports_with_exact_row_counts(
+    samples: Path, tmp_path: Path
+) -> None:
     store = Store(tmp_path / "store")
     roots = [samples / "zeek-tsv", samples / "zeek-json"]
     result = import_paths(roots, store)
@@ -69,7 +73,9 @@ def test_reimport_adds_nothing(samples: Path, tmp_path: Path) -> None:
 
 def test_malformed_file_is_reported_and_the_rest_is_kept(samples: Path, tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
-    import_paths([samples / "zeek-tsv/stratosphere-security-datasets/003-zeek-scenario-malicious"], store)
+    import_paths(
+        [samples / "zeek-tsv/stratosphere-security-datasets/003-zeek-scenario-malicious"], store
+    )
     before = _stored_rows(store)
     broken = tmp_path / "in" / "conn.log"
     broken.parent.mkdir()
@@ -86,7 +92,9 @@ def test_failed_commit_leaves_store_as_before_and_is_swept(
     samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = Store(tmp_path / "store")
-    import_paths([samples / "zeek-tsv/stratosphere-security-datasets/003-zeek-scenario-malicious"], store)
+    import_paths(
+        [samples / "zeek-tsv/stratosphere-security-datasets/003-zeek-scenario-malicious"], store
+    )
     manifest = store.manifest_path.read_bytes()
     visible = _visible(store)
 
@@ -116,7 +124,9 @@ def _big_conn_log(path: Path, rows: int) -> None:
         out.write(header)
         chunk = []
         for i in range(rows):
-            chunk.append(line.format(ts=1.7e9 + i * 0.01, i=i, a=i % 200, b=i % 250, p=1024 + i % 60000))
+            chunk.append(
+                line.format(ts=1.7e9 + i * 0.01, i=i, a=i % 200, b=i % 250, p=1024 + i % 60000)
+            )
             if len(chunk) == 50_000:
                 out.write("".join(chunk))
                 chunk.clear()
@@ -126,7 +136,9 @@ def _big_conn_log(path: Path, rows: int) -> None:
 @pytest.mark.slow
 def test_killed_import_leaves_no_partial_data(samples: Path, tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
-    import_paths([samples / "zeek-tsv/stratosphere-security-datasets/003-zeek-scenario-malicious"], store)
+    import_paths(
+        [samples / "zeek-tsv/stratosphere-security-datasets/003-zeek-scenario-malicious"], store
+    )
     manifest = store.manifest_path.read_bytes()
     visible, rows = _visible(store), _stored_rows(store)
     big = tmp_path / "big" / "conn.log"

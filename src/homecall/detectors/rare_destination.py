@@ -1,4 +1,4 @@
-"""Rare destinations: remote domains or IPs that only one internal host talks to (docs/detection.md#rare-destination).
+"""Rare destinations: remote domains or IPs only one internal host talks to (docs/detection.md).
 
 Domains are grouped by registered domain (eTLD+1, from the TLS SNI and the HTTP Host), so a CDN's
 per-customer names do not look rare. IPs count only when no name was seen for them: a direct-to-IP

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,5 +19,5 @@ def write_jsonl(findings: Iterable[Finding], path: Path) -> int:
         for finding in findings:
             stream.write(finding.to_json() + "\n")
             count += 1
-    os.replace(tmp, path)
+    tmp.replace(path)
     return count

@@ -42,7 +42,7 @@ def findings_table(
     else:
         table.add_column("Source -> destination, why", ratio=1, overflow="fold")
     for rank, f in enumerate(shown, start=1):
-        head = [
+        head: list[str | Text] = [
             str(rank),
             Text(f.severity, style=SEVERITY_STYLE[f.severity]),
             f"{f.score:.2f}",

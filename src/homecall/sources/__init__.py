@@ -16,6 +16,7 @@ from homecall.errors import UnknownFormatError
 from homecall.sources import zeek
 from homecall.sources.fileio import head_of
 from homecall.sources.problems import Problem, Problems
+from homecall.store.schema import Query
 
 __all__ = ["READERS", "Problem", "Problems", "Reader", "detect", "head_of"]
 
@@ -26,7 +27,7 @@ class Reader:
 
     format: str
     sniff: Callable[[bytes], bool]
-    read: Callable[[Path, Problems], Iterator[tuple[str, pa.RecordBatch]]]
+    read: Callable[[Path, Problems], Iterator[tuple[str, pa.RecordBatch | Query]]]
 
 
 READERS: tuple[Reader, ...] = (Reader(zeek.FORMAT, zeek.sniff, zeek.read),)

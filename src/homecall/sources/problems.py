@@ -26,7 +26,7 @@ class Problem:
 
 @dataclass(slots=True)
 class Problems:
-    """Collects bad records per file (the first few in full, all of them counted) and skipped files."""
+    """Bad records per file (the first few kept, all counted) and skipped files."""
 
     records: list[Problem] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)

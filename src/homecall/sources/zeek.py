@@ -22,7 +22,7 @@ from homecall.errors import MalformedInputError
 from homecall.sources.fileio import head_of, is_gzip, open_text
 from homecall.sources.problems import Problems
 from homecall.sources.zeek_fields import DERIVED, ZeekLog, log_for_fields, log_for_path
-from homecall.store.schema import TIMESTAMP, schema_of
+from homecall.store.schema import TIMESTAMP, Query, schema_of
 
 __all__ = ["FORMAT", "read", "sniff"]
 
@@ -32,6 +32,7 @@ FORMAT = "zeek"
 BATCH_ROWS = 1 << 17  # Arrow batches of 131,072 rows: large enough for DuckDB, small for memory
 HEADER_MAX_LINES = 64  # a Zeek TSV header is 8 lines; anything longer is not a header
 _ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
+_PLAIN_TYPES = frozenset({"addr", "subnet", "port", "enum", "count", "int", "double", "bool"})
 _ROTATION = re.compile(r"[._-]\d{2}[:_]\d{2}[:_]\d{2}.*$")
 
 
@@ -43,6 +44,7 @@ class _Header:
     unset: str
     path: str | None
     fields: tuple[str, ...]
+    types: dict[str, str]
     lines: int
 
 
@@ -60,7 +62,7 @@ def sniff(head: bytes) -> bool:
     return isinstance(record, dict) and ("ts" in record or "_path" in record)
 
 
-def read(path: Path, problems: Problems) -> Iterator[tuple[str, pa.RecordBatch]]:
+def read(path: Path, problems: Problems) -> Iterator[tuple[str, pa.RecordBatch | Query]]:
     """Yield (table, batch) for one Zeek log; log types homecall does not import are skipped."""
     head = head_of(path)
     if head.startswith(b"#separator"):
@@ -115,11 +117,12 @@ def _parse_header(path: Path, head: bytes) -> _Header:
         unset=meta.get("unset_field", "-"),
         path=meta.get("path"),
         fields=tuple(meta["fields"].split(sep)),
+        types=dict(zip(meta["fields"].split(sep), meta.get("types", "").split(sep), strict=False)),
         lines=count,
     )
 
 
-def _read_tsv(path: Path, problems: Problems) -> Iterator[tuple[str, pa.RecordBatch]]:
+def _read_tsv(path: Path, problems: Problems) -> Iterator[tuple[str, pa.RecordBatch | Query]]:
     header = _parse_header(path, head_of(path))
     zlog = _log_type(path, header.path, set(header.fields), problems)
     if zlog is None:
@@ -133,24 +136,30 @@ def _read_tsv(path: Path, problems: Problems) -> Iterator[tuple[str, pa.RecordBa
         source = _choose(alternatives, present)
         selects.append(_tsv_select(column, source, target, header, raw_types))
     con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.create_function("zeek_unescape", _unescape, ["VARCHAR"], "VARCHAR", side_effects=False)
     rejects = "homecall_rejects"
     sql_types = ", ".join(f"{_lit(f)}: {_lit(t)}" for f, t in raw_types.items())
     reader = (
-        f"read_csv({_lit(str(path))}, auto_detect=false, header=false, delim={_lit(header.separator)},"
+        f"read_csv({_lit(str(path))}, auto_detect=false, header=false,"
+        f" delim={_lit(header.separator)},"
         f" comment='#', nullstr={_lit(header.unset)}, quote='', escape='', new_line='\\n',"
         f" compression={_lit(_compression(path))}, columns={{{sql_types}}},"
         f" ignore_errors=true, store_rejects=true, rejects_table={_lit(rejects)},"
         f" rejects_scan='homecall_scans', rejects_limit=1000)"
     )
+    provenance = f"CAST(NULL AS VARCHAR) AS sensor, {_lit(str(path))} AS source_file"
+    sql = f"SELECT {', '.join(selects)}, {provenance} FROM {reader}"
     try:
-        relation = con.sql(f"SELECT {', '.join(selects)} FROM {reader}")
-        yield from _batches(relation, zlog.table, path, header.set_separator)
+        con.sql(f"DESCRIBE {sql}")  # bind now: a broken header fails here, naming the file
+        yield zlog.table, Query(con, sql)
+        bad_lines = con.sql(
+            f"SELECT line, first(error_message ORDER BY column_idx) FROM {rejects}"
+            " GROUP BY line ORDER BY line"
+        ).fetchall()
     except duckdb.Error as exc:
         raise MalformedInputError(path, None, f"unreadable as Zeek TSV: {exc}") from exc
-    for line, reason in con.sql(
-        f"SELECT line, first(error_message ORDER BY column_idx) FROM {rejects}"
-        " GROUP BY line ORDER BY line"
-    ).fetchall():
+    for line, reason in bad_lines:
         problems.add(path, int(line), _reject_reason(reason))
 
 
@@ -172,19 +181,22 @@ def _tsv_select(
     ref = _ident(name)
     empty, setsep = _lit(header.empty), _lit(header.set_separator)
     if first:
-        return f"CASE WHEN {ref} = {empty} THEN NULL ELSE string_split({ref}, {setsep})[1] END AS {alias}"
+        element = f"string_split({ref}, {setsep})[1]"
+        return f"CASE WHEN {ref} = {empty} THEN NULL ELSE {_unescaped(element)} END AS {alias}"
     if pa.types.is_list(target):
         split = (
             f"CASE WHEN {ref} = {empty} THEN []::VARCHAR[] ELSE string_split({ref}, {setsep}) END"
         )
         if pa.types.is_floating(target.value_type):
             return f"list_transform({split}, lambda x: TRY_CAST(x AS DOUBLE)) AS {alias}"
-        return f"{split} AS {alias}"
+        return f"list_transform({split}, lambda x: {_unescaped('x')}) AS {alias}"
     if target == TIMESTAMP:
         raw_types[name] = "DOUBLE"
-        return f"make_timestamp(CAST(round({ref} * 1000000) AS BIGINT)) AS {alias}"
+        return f"{_epoch_us(ref)} AS {alias}"
+    if pa.types.is_string(target) and header.types.get(name, "string") in _PLAIN_TYPES:
+        return f"{ref} AS {alias}"  # addresses, enums and numbers are never empty or escaped
     if pa.types.is_string(target):
-        return f"CASE WHEN {ref} = {empty} THEN '' ELSE {ref} END AS {alias}"
+        return f"CASE WHEN {ref} = {empty} THEN '' ELSE {_unescaped(ref)} END AS {alias}"
     raw_types[name] = _sql_type(target)
     return f"{ref} AS {alias}"
 
@@ -217,12 +229,13 @@ def _read_json(path: Path, head: bytes, problems: Problems) -> Iterator[tuple[st
     columns = ", ".join(f"{_lit(f)}: {_lit(t)}" for f, t in raw_types.items())
     reader = (
         f"read_json({_lit(str(path))}, format='newline_delimited', columns={{{columns}}},"
-        f" compression={_lit(_compression(path))}, ignore_errors=true, maximum_object_size=16777216)"
+        f" compression={_lit(_compression(path))}, ignore_errors=true,"
+        " maximum_object_size=16777216)"
     )
     bad = 0
     try:
         relation = con.sql(f"SELECT {', '.join(selects)} FROM {reader}")
-        for table, batch in _batches(relation, zlog.table, path, None):
+        for table, batch in _batches(relation, zlog.table, path):
             valid = pc.is_valid(batch.column("ts"))
             if valid.false_count:
                 bad += valid.false_count
@@ -253,8 +266,8 @@ def _json_select(
         elif target == TIMESTAMP:
             raw_types[name] = "VARCHAR"
             exprs.append(
-                f"coalesce(make_timestamp(CAST(round(TRY_CAST({ref} AS DOUBLE) * 1000000) AS BIGINT)),"
-                f" CAST(TRY_CAST({ref} AS TIMESTAMPTZ) AS TIMESTAMP))"
+                f"coalesce({_epoch_us(f'TRY_CAST({ref} AS DOUBLE)')},"
+                f" TRY_CAST({ref} AS TIMESTAMPTZ))"
             )
         else:
             raw_types[name] = _sql_type(target)
@@ -272,7 +285,7 @@ def _locate_bad_json(path: Path, problems: Problems, expected: int) -> None:
                 continue
             try:
                 record = json.loads(line)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 problems.add(path, number, f"not valid JSON ({exc.msg})")
                 found += 1
                 continue
@@ -287,7 +300,7 @@ def _locate_bad_json(path: Path, problems: Problems, expected: int) -> None:
 
 
 def _batches(
-    relation: duckdb.DuckDBPyRelation, table: str, path: Path, set_separator: str | None
+    relation: duckdb.DuckDBPyRelation, table: str, path: Path
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
     schema = schema_of(table)
     source = pa.scalar(str(path), pa.string())
@@ -302,27 +315,8 @@ def _batches(
             elif field.name == "source_file":
                 columns.append(pa.repeat(source, n))
             else:
-                array = batch.column(field.name)
-                if set_separator is not None:
-                    array = _unescape_array(array)
-                columns.append(array.cast(field.type))
+                columns.append(batch.column(field.name).cast(field.type))
         yield table, pa.RecordBatch.from_arrays(columns, schema=schema)
-
-
-def _unescape_array(array: pa.Array) -> pa.Array:
-    """Decode Zeek's `\\xHH` escapes; vectorised test, Python only on the rare escaped values."""
-    if pa.types.is_list(array.type) and pa.types.is_string(array.type.value_type):
-        values = _unescape_array(array.values)
-        return pa.ListArray.from_arrays(array.offsets, values, mask=array.is_null())
-    if not pa.types.is_string(array.type):
-        return array
-    hits = pc.fill_null(pc.match_substring(array, "\\x"), False)
-    if not pc.any(hits).as_py():
-        return array
-    values = array.to_pylist()
-    for i in pc.indices_nonzero(hits).to_pylist():
-        values[i] = _unescape(values[i])
-    return pa.array(values, pa.string())
 
 
 def _unescape(text: str) -> str:
@@ -331,6 +325,15 @@ def _unescape(text: str) -> str:
 
 def _compression(path: Path) -> str:
     return "gzip" if is_gzip(path) else "uncompressed"
+
+
+def _unescaped(expr: str) -> str:
+    """Zeek writes separators and non-printables as \\xHH; only such values reach Python."""
+    return f"CASE WHEN contains({expr}, '\\x') THEN zeek_unescape({expr}) ELSE {expr} END"
+
+
+def _epoch_us(expr: str) -> str:
+    return f"make_timestamp(CAST(round({expr} * 1000000) AS BIGINT))::TIMESTAMPTZ"
 
 
 def _choose(alternatives: tuple[str, ...], present: set[str]) -> str | None:
@@ -347,7 +350,7 @@ def _strip_first(source: str) -> tuple[str, bool]:
 
 def _sql_type(arrow: pa.DataType) -> str:
     if arrow == TIMESTAMP:
-        return "TIMESTAMP"
+        return "TIMESTAMPTZ"
     if pa.types.is_list(arrow):
         return _sql_type(arrow.value_type) + "[]"
     return {

@@ -8,9 +8,12 @@ with the provenance columns `sensor` and `source_file`. Nulls stay null.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import duckdb
 import pyarrow as pa
 
-__all__ = ["SCHEMAS", "TABLES", "TIMESTAMP", "schema_of"]
+__all__ = ["SCHEMAS", "TABLES", "TIMESTAMP", "Query", "schema_of"]
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 _STRINGS = pa.list_(pa.string())
@@ -190,3 +193,18 @@ def schema_of(table: str) -> pa.Schema:
         return SCHEMAS[table]
     except KeyError:
         raise ValueError(f"unknown table {table!r}; expected one of {TABLES}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What a DuckDB-based reader may yield instead of Arrow batches: SQL whose result has exactly
+    the table's columns in order, with `ts` as TIMESTAMPTZ. The store runs it straight into
+    Parquet on the reader's connection, so rows never cross into Python (the fast path).
+    """
+
+    connection: duckdb.DuckDBPyConnection
+    sql: str
+
+    def to_arrow(self) -> pa.Table:
+        """Run the query into memory (tests and small inputs; imports use the COPY path)."""
+        return self.connection.sql(self.sql).to_arrow_table()

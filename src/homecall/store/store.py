@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from homecall.errors import StoreError
-from homecall.store.schema import schema_of
+from homecall.store.schema import Query, schema_of
 
 __all__ = ["DEFAULT_STORE", "Import", "SourceRecord", "Store", "content_hash"]
 
@@ -161,7 +161,7 @@ class Store:
         return target
 
     def _sweep(self) -> None:
-        """Remove what a killed import left: staging folders and files the manifest does not list."""
+        """Remove what a killed import left: staging, and files the manifest does not list."""
         shutil.rmtree(self.root / ".staging", ignore_errors=True)
         listed = {entry["path"] for entry in self.manifest()["files"]}
         tables = self.root / "tables"
@@ -174,11 +174,74 @@ class Store:
             tmp.unlink()
 
 
-@dataclass(slots=True)
-class _Writer:
+@dataclass(frozen=True, slots=True)
+class _File:
+    table: str
+    day: int
     path: Path
-    writer: pq.ParquetWriter
-    rows: int = 0
+    rows: int
+    first_us: int | None
+    last_us: int | None
+
+
+@dataclass(slots=True)
+class _Staged:
+    """The Parquet files of one source being staged: Arrow batches or DuckDB queries."""
+
+    root: Path
+    stem: str
+    writers: dict[tuple[str, int], pq.ParquetWriter] = field(default_factory=dict)
+    written: list[tuple[str, Path]] = field(default_factory=list)
+
+    def batch(self, table: str, batch: pa.RecordBatch) -> None:
+        for day, part in _split_by_day(batch):
+            key = (table, day)
+            if key not in self.writers:
+                folder = self.root / table / f"day={_day_label(day)}"
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"{self.stem}-{uuid.uuid4().hex[:8]}.parquet"
+                self.writers[key] = pq.ParquetWriter(
+                    path, schema_of(table), compression="zstd", compression_level=ZSTD_LEVEL
+                )
+                self.written.append((table, path))
+            self.writers[key].write_batch(part)
+
+    def query(self, table: str, query: Query, sensor: str | None) -> None:
+        folder = self.root / table
+        names = schema_of(table).names
+        columns = ", ".join(
+            f"{_lit(sensor)} AS sensor" if n == "sensor" and sensor is not None else _ident(n)
+            for n in names
+        )
+        pattern = f"{self.stem}-{uuid.uuid4().hex[:8]}-{{i}}"
+        folder.mkdir(parents=True, exist_ok=True)
+        before = set(folder.rglob("*.parquet"))
+        query.connection.execute(
+            f"COPY (SELECT {columns}, CAST(ts AS DATE) AS day FROM ({query.sql}))"
+            f" TO {_lit(str(folder))} (FORMAT parquet, COMPRESSION zstd,"
+            f" COMPRESSION_LEVEL {ZSTD_LEVEL}, PARTITION_BY (day),"
+            f" FILENAME_PATTERN {_lit(pattern)},"
+            " OVERWRITE_OR_IGNORE true)"
+        )
+        self.written.extend((table, p) for p in sorted(set(folder.rglob("*.parquet")) - before))
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+        self.writers.clear()
+
+    def files(self) -> list[_File]:
+        """What was written, with rows and time bounds from the Parquet footers."""
+        out = []
+        for table, path in self.written:
+            meta = pq.ParquetFile(path).metadata
+            if meta.num_rows == 0:
+                path.unlink()
+                continue
+            first, last = _ts_bounds(meta)
+            day = _day_index(path.parent.name.removeprefix("day="))
+            out.append(_File(table, day, path, meta.num_rows, first, last))
+        return out
 
 
 @dataclass(slots=True)
@@ -205,35 +268,30 @@ class Import:
         path: Path,
         sha256: str,
         fmt: str,
-        batches: Iterable[tuple[str, pa.RecordBatch]],
+        parts: Iterable[tuple[str, pa.RecordBatch | Query]],
+        *,
+        sensor: str | None = None,
         bad_records: Callable[[], int] = lambda: 0,
     ) -> dict[str, int]:
-        """Stage one source's batches; returns rows per table. `bad_records` is asked after reading."""
-        writers: dict[tuple[str, int], _Writer] = {}
-        rows: dict[str, int] = {}
-        first: int | None = None
-        last: int | None = None
-        stem = sha256[:16]
+        """Stage one source's batches or queries; returns rows per table.
+
+        `sensor`, when given, overrides the sensor column; `bad_records` is asked after reading.
+        """
+        staged = _Staged(self.staging / "tables", sha256[:16])
         try:
-            for table, batch in batches:
-                if batch.num_rows == 0:
-                    continue
-                ts = batch.column("ts")
-                bounds = pc.min_max(ts.cast(pa.int64()))
-                lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
-                if lo is not None:
-                    first = lo if first is None else min(first, lo)
-                    last = hi if last is None else max(last, hi)
-                for day, part in _split_by_day(batch, lo, hi):
-                    key = (table, day)
-                    if key not in writers:
-                        writers[key] = self._open(table, day, stem)
-                    writers[key].writer.write_batch(part)
-                    writers[key].rows += part.num_rows
-                rows[table] = rows.get(table, 0) + batch.num_rows
+            for table, part in parts:
+                if isinstance(part, Query):
+                    staged.query(table, part, sensor)
+                elif part.num_rows:
+                    staged.batch(table, _set_sensor(part, sensor))
         finally:
-            for w in writers.values():
-                w.writer.close()
+            staged.close()
+        files = staged.files()
+        rows: dict[str, int] = {}
+        for f in files:
+            rows[f.table] = rows.get(f.table, 0) + f.rows
+        firsts = [f.first_us for f in files if f.first_us is not None]
+        lasts = [f.last_us for f in files if f.last_us is not None]
         self._added[sha256] = {
             "record": SourceRecord(
                 sha256=sha256,
@@ -242,28 +300,18 @@ class Import:
                 imported_at=datetime.now(UTC).isoformat(),
                 rows=rows,
                 bad_records=bad_records(),
-                first_ts_us=first,
-                last_ts_us=last,
+                first_ts_us=min(firsts) if firsts else None,
+                last_ts_us=max(lasts) if lasts else None,
             ),
-            "writers": writers,
+            "files": files,
         }
         return rows
 
     def forget(self, sha256: str) -> None:
         """Drop a staged source (and its staged files) from this import."""
         added = self._added.pop(sha256, None)
-        for w in (added or {}).get("writers", {}).values():
-            w.path.unlink(missing_ok=True)
-
-    def _open(self, table: str, day: int | None, stem: str) -> _Writer:
-        label = _day_label(day)
-        folder = self.staging / "tables" / table / f"day={label}"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{stem}-{uuid.uuid4().hex[:8]}.parquet"
-        writer = pq.ParquetWriter(
-            path, schema_of(table), compression="zstd", compression_level=ZSTD_LEVEL
-        )
-        return _Writer(path, writer)
+        for f in (added or {}).get("files", []):
+            f.path.unlink(missing_ok=True)
 
     def commit(self) -> None:
         """Move staged files into the store, then publish them with one manifest replace."""
@@ -273,18 +321,18 @@ class Import:
         for sha256, added in self._added.items():
             record: SourceRecord = added["record"]
             sources[sha256] = dataclasses.asdict(record)
-            for (table, day), w in added["writers"].items():
-                relative = w.path.relative_to(self.staging)
+            for f in added["files"]:
+                relative = f.path.relative_to(self.staging)
                 target = self.store.root / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(w.path, target)
+                f.path.replace(target)
                 self.files.append(
                     {
-                        "table": table,
-                        "day": _day_label(day),
-                        "day_index": day if day is not None else -1,
+                        "table": f.table,
+                        "day": _day_label(f.day),
+                        "day_index": f.day,
                         "path": relative.as_posix(),
-                        "rows": w.rows,
+                        "rows": f.rows,
                         "source": sha256,
                     }
                 )
@@ -292,25 +340,53 @@ class Import:
         self.store.write_json_atomic("manifest.json", json.dumps(manifest, indent=1))
 
 
-def _day_label(day: int | None) -> str:
-    if day is None:
-        return "unknown"
+def _day_label(day: int) -> str:
     return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
 
 
-def _split_by_day(
-    batch: pa.RecordBatch, lo: int | None, hi: int | None
-) -> Iterator[tuple[int | None, pa.RecordBatch]]:
-    if lo is None or hi is None:
-        yield None, batch
+def _day_index(label: str) -> int:
+    return int(datetime.strptime(label, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()) // 86_400
+
+
+def _ts_bounds(meta: pq.FileMetaData) -> tuple[int | None, int | None]:
+    column = meta.schema.names.index("ts")
+    lows, highs = [], []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(column).statistics
+        if stats is not None and stats.has_min_max:
+            lows.append(_us(stats.min))
+            highs.append(_us(stats.max))
+    return (min(lows) if lows else None, max(highs) if highs else None)
+
+
+def _us(value: datetime | int) -> int:
+    if isinstance(value, int):
+        return value
+    return int(value.timestamp()) * 1_000_000 + value.microsecond
+
+
+def _set_sensor(batch: pa.RecordBatch, sensor: str | None) -> pa.RecordBatch:
+    if sensor is None:
+        return batch
+    i = batch.schema.get_field_index("sensor")
+    return batch.set_column(i, "sensor", pa.repeat(pa.scalar(sensor), batch.num_rows))
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _split_by_day(batch: pa.RecordBatch) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """Readers never yield a null ts; a batch within one day (the usual case) is not copied."""
+    days = pc.divide(batch.column("ts").cast(pa.int64()), _US_PER_DAY)  # integer division
+    bounds = pc.min_max(days)
+    lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+    if lo == hi:
+        yield lo, batch
         return
-    if lo // _US_PER_DAY == hi // _US_PER_DAY and batch.column("ts").null_count == 0:
-        yield lo // _US_PER_DAY, batch
-        return
-    days = pc.floor(
-        pc.divide(batch.column("ts").cast(pa.int64()).cast(pa.float64()), float(_US_PER_DAY))
-    )
-    days = days.cast(pa.int64())
     for day in pc.unique(days).to_pylist():
-        mask = pc.is_null(days) if day is None else pc.equal(days, day)
-        yield day, batch.filter(pc.fill_null(mask, False))
+        yield day, batch.filter(pc.equal(days, day))

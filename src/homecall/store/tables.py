@@ -20,7 +20,7 @@ from homecall.networks import InternalNetworks
 from homecall.store.schema import SCHEMAS, TIMESTAMP
 from homecall.store.store import Store
 
-__all__ = ["ENDPOINT_TABLES", "Tables", "Window", "connect", "open_tables"]
+__all__ = ["ENDPOINT_TABLES", "WHOLE_STORE", "Tables", "Window", "connect", "open_tables"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ class Window:
 
     start_us: int | None = None
     end_us: int | None = None
+
+
+WHOLE_STORE = Window()
 
 
 def connect(engine: str = "duckdb", **options: Any) -> ibis.BaseBackend:
@@ -108,7 +111,8 @@ class Tables:
         """`name` with `src` (internal side), `dst`, `dst_port` and `direction` added.
 
         direction: "outbound" (internal opened to external), "inbound" (external opened to
-        internal), "internal" (both internal; src is the originator). External-only rows are dropped.
+        internal), "internal" (both internal; src is the originator). Rows with no internal side
+        are dropped.
         """
         t = self._tables[name]
         orig_in = t.orig_ip.isin(self.internal.ip)
@@ -128,7 +132,10 @@ class Tables:
 
 
 def open_tables(
-    store: Store, internal: InternalNetworks, backend: ibis.BaseBackend, window: Window = Window()
+    store: Store,
+    internal: InternalNetworks,
+    backend: ibis.BaseBackend,
+    window: Window = WHOLE_STORE,
 ) -> Tables:
     """Ibis tables over the store's Parquet files for `window`, and the internal hosts in it."""
     tables: dict[str, ir.Table] = {}
