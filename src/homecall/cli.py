@@ -174,9 +174,9 @@ def _report_import(result: pipeline.ImportResult) -> None:
     if problems.bad_records:
         errors.print(f"[yellow]{problems.bad_records} bad record(s) were left out:[/yellow]")
         for problem in problems.records[:SHOWN_PROBLEMS]:
-            errors.print("  " + escape(str(problem)), highlight=False)
+            errors.print("  " + escape(str(problem)), highlight=False, soft_wrap=True)
     for error in result.errors:
-        errors.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+        errors.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -206,11 +206,11 @@ def _handled() -> Iterator[None]:
     try:
         yield
     except InputError as exc:
-        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
     except HomecallError as exc:
-        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from exc
     except json.JSONDecodeError as exc:
-        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from exc

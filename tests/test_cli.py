@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from homecall.cli import app
+from tests.findings_contract import check_record
+
+runner = CliRunner()
+NJRAT = "zeek-tsv/stratosphere-security-datasets/001-zeek-scenario-malicious"
+
+
+def test_hunt_prints_ranked_findings_and_writes_json_lines(samples: Path, tmp_path: Path) -> None:
+    out = tmp_path / "findings.jsonl"
+    store = tmp_path / "store"
+    result = runner.invoke(
+        app, ["hunt", str(samples / NJRAT), "--store", str(store), "--json", str(out), "--top", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Imported 1 file(s): conn 992" in result.output
+    first_row = result.output.split("│ 1 │", 1)[1].split("│ 2 │", 1)[0]
+    assert "beacon" in first_row
+    assert "41.108.179.197" in first_row
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    for record in records:
+        check_record(record)
+    assert records[0]["detector"] == "beacon"
+    again = runner.invoke(
+        app, ["findings", "--store", str(store), "--json", str(tmp_path / "b.jsonl")]
+    )
+    assert again.exit_code == 0
+    assert (tmp_path / "b.jsonl").read_text() == out.read_text()
+
+
+def test_bad_file_is_named_with_its_line_and_the_rest_imported(
+    samples: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "logs" / "conn.log"
+    broken.parent.mkdir()
+    broken.write_text("#separator \\x09\n#path\tconn\n1.0\tCa\n")
+    good = samples / "zeek-tsv/stratosphere-security-datasets/003-zeek-scenario-malicious"
+    result = runner.invoke(
+        app, ["import", str(broken.parent), str(good), "--store", str(tmp_path / "s")]
+    )
+    assert result.exit_code == 2
+    assert f"{broken}:3: Zeek TSV log without a #fields header line" in result.output
+    assert "conn 361" in result.output
+
+
+def test_missing_path_and_missing_store_are_errors(tmp_path: Path) -> None:
+    missing = runner.invoke(app, ["import", str(tmp_path / "nope"), "--store", str(tmp_path / "s")])
+    assert missing.exit_code == 2
+    assert "no such file or directory" in missing.output
+    empty = runner.invoke(app, ["findings", "--store", str(tmp_path / "s")])
+    assert empty.exit_code == 1
+    assert "no findings yet" in empty.output
