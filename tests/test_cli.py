@@ -27,11 +27,10 @@ def test_hunt_prints_ranked_findings_and_writes_json_lines(samples: Path, tmp_pa
     for record in records:
         check_record(record)
     assert records[0]["detector"] == "beacon"
-    again = runner.invoke(
-        app, ["findings", "--store", str(store), "--json", str(tmp_path / "b.jsonl")]
-    )
+    again_out = tmp_path / "b.jsonl"
+    again = runner.invoke(app, ["findings", "--store", str(store), "--json", str(again_out)])
     assert again.exit_code == 0
-    assert (tmp_path / "b.jsonl").read_text() == out.read_text()
+    assert again_out.read_text() == out.read_text()
 
 
 def test_bad_file_is_named_with_its_line_and_the_rest_imported(
@@ -50,9 +49,10 @@ def test_bad_file_is_named_with_its_line_and_the_rest_imported(
 
 
 def test_missing_path_and_missing_store_are_errors(tmp_path: Path) -> None:
-    missing = runner.invoke(app, ["import", str(tmp_path / "nope"), "--store", str(tmp_path / "s")])
+    store = str(tmp_path / "s")
+    missing = runner.invoke(app, ["import", str(tmp_path / "nope"), "--store", store])
     assert missing.exit_code == 2
     assert "no such file or directory" in missing.output
-    empty = runner.invoke(app, ["findings", "--store", str(tmp_path / "s")])
+    empty = runner.invoke(app, ["findings", "--store", store])
     assert empty.exit_code == 1
     assert "no findings yet" in empty.output
