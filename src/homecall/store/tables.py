@@ -90,12 +90,18 @@ class Tables:
         return tuple(self._tables)
 
     def batches(self, expr: ir.Table, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-        """Execute `expr` and stream its rows as Arrow batches."""
+        """Execute `expr` and stream its rows as Arrow batches of the expression's own types.
+
+        Engines widen some results (DuckDB sums int64 into a 128-bit decimal); casting back to
+        the Ibis schema gives every detector the same types on every engine.
+        """
+        schema = expr.schema().to_pyarrow()
         try:
             reader = self.backend.to_pyarrow_batches(expr, chunk_size=batch_rows)
         except Exception as exc:  # Ibis raises backend-specific errors; name the engine
             raise EngineError(f"{self.backend.name}: {exc}") from exc
-        yield from reader
+        for batch in reader:
+            yield batch if batch.schema == schema else batch.cast(schema)
 
     def to_pyarrow(self, expr: ir.Table) -> pa.Table:
         """Execute a small expression (a summary, a lookup) into one Arrow table."""
