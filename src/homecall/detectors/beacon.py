@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from homecall.detectors.base import Detector
 from homecall.detectors.common import sample_uids, utc, with_uids
-from homecall.findings import Finding
+from homecall.findings import Finding, rank
 from homecall.store.tables import Tables
 
 __all__ = [
@@ -176,7 +176,7 @@ def run(tables: Tables, cfg: BeaconConfig) -> Iterator[Finding]:
     found: list[Finding] = []
     for batch in tables.batches(candidates(conn, cfg)):
         found.extend(_score_batch(batch, cfg, fleet, window_s))
-    yield from _with_uids(tables, conn, found)
+    yield from _with_uids(tables, conn, rank(found))
 
 
 def _score_batch(

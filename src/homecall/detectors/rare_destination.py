@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from homecall.detectors.base import Detector
 from homecall.detectors.common import sample_uids, scaled_log, utc, with_uids
-from homecall.findings import Finding
+from homecall.findings import Finding, rank
 from homecall.intel.domains import registered_domains
 from homecall.store.tables import Tables
 
@@ -101,12 +101,12 @@ def run(tables: Tables, cfg: RareDestinationConfig) -> Iterator[Finding]:
         return
     named, direct = contacts(tables)
     for kind, records, key in (("domain", named, "domain"), ("ip", direct, "dst")):
-        found = [
+        found = rank(
             f
             for batch in tables.batches(_rare(records, key, cfg))
             for row in batch.to_pylist()
             if (f := _finding(kind, key, row, fleet, cfg)) is not None
-        ]
+        )
         if not found:
             continue
         wanted = pa.table({"src": [f.src for f in found], key: [f.dst for f in found]})
