@@ -141,7 +141,8 @@ def simulate(
         first = date.fromisoformat(start) if start else None
         result = run_simulation(out, hosts=hosts, days=days, seed=seed, start=first)
     rows = ", ".join(f"{k} {v:,}" for k, v in sorted(result.rows.items()))
-    console.print(f"Wrote {len(result.files)} logs to {escape(str(out))} ({rows}).")
+    logs = [f for f in result.files if f.name != "truth.json"]
+    console.print(f"Wrote {len(logs)} logs to {escape(str(out))} ({rows}).")
     console.print(
         f"Injected {len(result.c2)} C2 channels; ground truth in {escape(str(out / 'truth.json'))}:"
     )

@@ -83,7 +83,10 @@ def concat(parts: Sequence[Flows]) -> Flows:
     offsets = np.cumsum([0] + [row_count(part.conn) for part in parts])
     logs: dict[str, Columns] = {}
     for log in LOGS:
-        pieces = [(getattr(part, log), int(offset)) for part, offset in zip(parts, offsets)]
+        pieces = [
+            (getattr(part, log), int(offset))
+            for part, offset in zip(parts, offsets[:-1], strict=True)
+        ]
         pieces = [(cols, offset) for cols, offset in pieces if row_count(cols)]
         logs[log] = _stack(log, pieces)
     return Flows(**logs)
@@ -100,13 +103,15 @@ def _stack(log: str, pieces: list[tuple[Columns, int]]) -> Columns:
     for name in names:
         values = [cols[name] for cols, _ in pieces]
         if name == "conn":
-            stacked[name] = np.concatenate([v + off for v, (_, off) in zip(values, pieces)])
+            stacked[name] = np.concatenate(
+                [v + off for v, (_, off) in zip(values, pieces, strict=True)]
+            )
         elif all(isinstance(v, str) for v in values) and len(set(values)) == 1:
             stacked[name] = values[0]
         elif any(isinstance(v, pa.Array | str) for v in values):
             arrays = [
                 constant(v, row_count(cols)) if isinstance(v, str) else v
-                for v, (cols, _) in zip(values, pieces)
+                for v, (cols, _) in zip(values, pieces, strict=True)
             ]
             stacked[name] = pa.concat_arrays([a.cast(pa.string()) for a in arrays])
         else:
@@ -116,16 +121,18 @@ def _stack(log: str, pieces: list[tuple[Columns, int]]) -> Columns:
 
 def make_uids(rng: np.random.Generator, n: int, prefix: str = "C") -> Any:
     """n distinct Zeek-style ids: the prefix and 17 base62 characters."""
+    digits = rng.integers(0, 62, size=(n, UID_CHARS), dtype=np.int64)
+    while True:  # distinct leading ten digits (62**10 < 2**63) make distinct ids
+        key = digits[:, :10] @ (62 ** np.arange(10, dtype=np.int64))
+        _, first = np.unique(key, return_index=True)
+        if first.size == n:
+            break
+        again = np.setdiff1d(np.arange(n), first)
+        digits[again] = rng.integers(0, 62, size=(again.size, UID_CHARS), dtype=np.int64)
     width = 1 + UID_CHARS
     data = np.empty((n, width), dtype=np.uint8)
     data[:, 0] = ord(prefix)
-    data[:, 1:] = _BASE62[rng.integers(0, 62, size=(n, UID_CHARS))]
-    while True:
-        _, first = np.unique(data.view(f"S{width}").ravel(), return_index=True)
-        duplicates = np.setdiff1d(np.arange(n), first)
-        if duplicates.size == 0:
-            break
-        data[duplicates, 1:] = _BASE62[rng.integers(0, 62, size=(duplicates.size, UID_CHARS))]
+    data[:, 1:] = _BASE62[digits]
     offsets = np.arange(0, width * (n + 1), width, dtype=np.int32)
     return pa.Array.from_buffers(
         pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data.tobytes())]
@@ -160,7 +167,8 @@ def tcp_conns(
     resp_pkts = np.where(up, 2 + -(-resp_bytes // 1380) + orig_bytes // 2920, 0)
     resp_pkts = np.where(state == STATES.index("REJ"), 1, resp_pkts)
     handshake_us = rng.integers(900, 40_000, size=n)
-    duration = np.where(up, duration_us, np.where(syns > 1, (2 ** (syns - 1) - 1) * 1_000_000, 0))
+    retries_us = (2 ** (syns - 1) - 1) * 1_000_000 + rng.integers(0, 20_000, size=n)  # RTO 1 s, 2 s
+    duration = np.where(up, duration_us, np.where(syns > 1, retries_us, 0))
     duration = np.where(state == STATES.index("REJ"), handshake_us, duration)
     single = ~up & (resp_pkts == 0) & (syns == 1)  # one SYN: Zeek leaves duration/bytes unset
     return {
@@ -219,7 +227,7 @@ def udp_conns(
 
 
 def finalize(flows: Flows, rng: np.random.Generator) -> dict[str, Columns]:
-    """Full Zeek columns per log: uids drawn for conn rows and copied to the rows pointing at them."""
+    """Full Zeek columns per log: uids drawn for conn rows, copied to the rows pointing at them."""
     conn = dict(flows.conn)
     n = row_count(conn)
     uids = make_uids(rng, n)
@@ -237,7 +245,10 @@ def finalize(flows: Flows, rng: np.random.Generator) -> dict[str, Columns]:
     logs = {"conn": conn}
     for log in APP_LOGS:
         app = dict(getattr(flows, log))
-        index = np.asarray(app.pop("conn", np.zeros(0, dtype=np.int64)), dtype=np.int64)
+        if not row_count(app):
+            logs[log] = {}  # written as a header-only log
+            continue
+        index = np.asarray(app.pop("conn"), dtype=np.int64)
         app["uid"] = uids.take(pa.array(index))
         for name in ("id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p"):
             app[name] = np.asarray(conn[name])[index]

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 __all__ = ["FIELDS", "LOGS", "UNSET", "Column", "write_log", "zeek_stamp"]
 
 UNSET = -1  # numeric columns (time, interval, count, port, bool) use -1 for Zeek's "-"
-CHUNK_ROWS = 1 << 18  # rows formatted per pass: bounds memory on 1,000-host days
+CHUNK_ROWS = 1 << 17  # rows formatted per pass: bounds memory on 1,000-host days
 
 # A column is a NumPy array (numbers as below, addresses as uint32), a pyarrow string array
 # (null -> "-") or a str written verbatim on every row.
@@ -102,6 +102,8 @@ def write_log(
             texts = [_format(columns[name], zeek_type, rows) for name, zeek_type in fields]
             lines = pc.binary_join_element_wise(*texts, "\t")
             lines = pc.binary_join_element_wise(lines, "", "\n")
+            if lines.null_count:  # a null column value would silently drop its row
+                raise ValueError(f"{log}: a column holds nulls that are not strings")
             out.write(_string_bytes(lines))
         out.write(f"#close\t{zeek_stamp(closed)}\n".encode())
     return len(order)
