@@ -164,3 +164,33 @@ def test_killed_import_leaves_no_partial_data(samples: Path, tmp_path: Path) -> 
     result = import_paths([big.parent], store)  # a clean re-run imports it whole
     assert result.rows == 3_000_000
     assert not staging.exists() or not any(staging.iterdir())
+
+
+def test_same_bytes_under_another_name_is_a_duplicate(samples: Path, tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    source = samples / "zeek-tsv/stratosphere-security-datasets/003-zeek-scenario-malicious/conn.log"
+    import_paths([source], store)
+    renamed = tmp_path / "elsewhere" / "conn.18:00:00-19:00:00.log"
+    renamed.parent.mkdir()
+    renamed.write_bytes(source.read_bytes())
+    again = import_paths([renamed], store)
+    assert (again.rows, again.duplicates) == (0, [renamed])
+
+
+def test_files_alike_at_both_ends_are_told_apart(tmp_path: Path) -> None:
+    # the quick fingerprint (size, first and last MiB) is only a filter: the full hash decides
+    store = Store(tmp_path / "store")
+    first, second = tmp_path / "a" / "conn.log", tmp_path / "b" / "conn.log"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    _big_conn_log(first, 60_000)
+    text = first.read_text()
+    middle = len(text) // 2
+    line_start = text.index("\n", middle) + 1
+    changed = text[:line_start] + text[line_start:].replace("\tC30", "\tX30", 1)
+    assert len(changed) == len(text)
+    second.write_text(changed)
+    import_paths([first], store)
+    result = import_paths([second], store)
+    assert result.rows == 60_000
+    assert result.duplicates == []

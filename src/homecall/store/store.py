@@ -38,20 +38,53 @@ import pyarrow.parquet as pq
 from homecall.errors import StoreError
 from homecall.store.schema import Query, schema_of
 
-__all__ = ["DEFAULT_STORE", "Import", "SourceRecord", "Store", "content_hash"]
+__all__ = [
+    "DEFAULT_STORE",
+    "WHOLE_STORE",
+    "Import",
+    "SourceRecord",
+    "Store",
+    "Window",
+    "content_hash",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STORE = Path("homecall-store")
 MANIFEST_VERSION = 1
 _US_PER_DAY = 86_400_000_000
+QUICK_BYTES = 1 << 20
 ZSTD_LEVEL = 3  # measured: level 3 writes ~3x faster than 9 for a few % larger files
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The analysed time range, UTC microseconds, both ends inclusive; None = unbounded."""
+
+    start_us: int | None = None
+    end_us: int | None = None
+
+
+WHOLE_STORE = Window()
 
 
 def content_hash(path: Path) -> str:
     """SHA-256 of a file's bytes, the identity of a source in the manifest."""
     with path.open("rb") as stream:
         return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def quick_fingerprint(path: Path) -> str:
+    """SHA-256 of the size, first and last MiB: equal for equal files, so a file whose
+    fingerprint no stored source shares is new, and its full hash can run beside its parsing."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as stream:
+        digest.update(stream.read(QUICK_BYTES))
+        if size > 2 * QUICK_BYTES:
+            stream.seek(size - QUICK_BYTES)
+            digest.update(stream.read(QUICK_BYTES))
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +99,7 @@ class SourceRecord:
     bad_records: int
     first_ts_us: int | None
     last_ts_us: int | None
+    quick: str = ""  # quick_fingerprint of the file
 
 
 @dataclass(slots=True)
@@ -217,8 +251,9 @@ class _Staged:
         folder.mkdir(parents=True, exist_ok=True)
         before = set(folder.rglob("*.parquet"))
         query.connection.execute(
-            f"COPY (SELECT {columns}, CAST(ts AS DATE) AS day FROM ({query.sql}))"
-            f" TO {_lit(str(folder))} (FORMAT parquet, COMPRESSION zstd,"
+            f"COPY (SELECT {columns}, CAST(make_timestamp(epoch_us(ts)) AS DATE) AS day"
+            f" FROM ({query.sql}))"
+            f" TO {_lit(str(folder))} (FORMAT parquet, PARQUET_VERSION V2, COMPRESSION zstd,"
             f" COMPRESSION_LEVEL {ZSTD_LEVEL}, PARTITION_BY (day),"
             f" FILENAME_PATTERN {_lit(pattern)},"
             " OVERWRITE_OR_IGNORE true)"
@@ -259,6 +294,12 @@ class Import:
         self.known = manifest["sources"]
         self.files = list(manifest["files"])
 
+    def might_have(self, quick: str) -> bool:
+        """False when no stored or staged source has this quick fingerprint (the file is new)."""
+        known = (rec.get("quick") for rec in self.known.values())
+        staged = (a["record"].quick for a in self._added.values())
+        return quick in known or quick in staged
+
     def has(self, sha256: str) -> bool:
         """True when a source with these bytes is already stored or staged."""
         return sha256 in self.known or sha256 in self._added
@@ -266,18 +307,20 @@ class Import:
     def add(
         self,
         path: Path,
-        sha256: str,
+        sha256: Callable[[], str],
         fmt: str,
         parts: Iterable[tuple[str, pa.RecordBatch | Query]],
         *,
+        quick: str = "",
         sensor: str | None = None,
         bad_records: Callable[[], int] = lambda: 0,
-    ) -> dict[str, int]:
-        """Stage one source's batches or queries; returns rows per table.
+    ) -> tuple[str, dict[str, int]]:
+        """Stage one source's batches or queries; returns its SHA-256 and rows per table.
 
-        `sensor`, when given, overrides the sensor column; `bad_records` is asked after reading.
+        `sha256` and `bad_records` are asked after reading (the hash may be computed meanwhile);
+        `sensor`, when given, overrides the sensor column.
         """
-        staged = _Staged(self.staging / "tables", sha256[:16])
+        staged = _Staged(self.staging / "tables", uuid.uuid4().hex[:16])
         try:
             for table, part in parts:
                 if isinstance(part, Query):
@@ -292,9 +335,10 @@ class Import:
             rows[f.table] = rows.get(f.table, 0) + f.rows
         firsts = [f.first_us for f in files if f.first_us is not None]
         lasts = [f.last_us for f in files if f.last_us is not None]
-        self._added[sha256] = {
+        digest = sha256()
+        self._added[digest] = {
             "record": SourceRecord(
-                sha256=sha256,
+                sha256=digest,
                 path=str(path),
                 format=fmt,
                 imported_at=datetime.now(UTC).isoformat(),
@@ -302,10 +346,11 @@ class Import:
                 bad_records=bad_records(),
                 first_ts_us=min(firsts) if firsts else None,
                 last_ts_us=max(lasts) if lasts else None,
+                quick=quick,
             ),
             "files": files,
         }
-        return rows
+        return digest, rows
 
     def forget(self, sha256: str) -> None:
         """Drop a staged source (and its staged files) from this import."""

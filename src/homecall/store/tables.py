@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import ibis
@@ -18,7 +17,7 @@ import pyarrow as pa
 from homecall.errors import EngineError
 from homecall.networks import InternalNetworks
 from homecall.store.schema import SCHEMAS, TIMESTAMP
-from homecall.store.store import Store
+from homecall.store.store import WHOLE_STORE, Store, Window
 
 __all__ = ["ENDPOINT_TABLES", "WHOLE_STORE", "Tables", "Window", "connect", "open_tables"]
 
@@ -39,22 +38,12 @@ _X509_COLUMNS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
-    """The analysed time range, UTC microseconds, both ends inclusive; None = unbounded."""
-
-    start_us: int | None = None
-    end_us: int | None = None
-
-
-WHOLE_STORE = Window()
-
-
 def connect(engine: str = "duckdb", **options: Any) -> ibis.BaseBackend:
     """An Ibis backend by name: the embedded DuckDB (default) or Spark (`homecall[spark]`)."""
     if engine == "duckdb":
         con = ibis.duckdb.connect(**options)
         con.raw_sql("SET TimeZone = 'UTC'")
+        con.raw_sql("SET enable_progress_bar = false")  # the CLI draws its own
         return con
     if engine == "spark":
         try:
