@@ -56,3 +56,14 @@ def test_missing_path_and_missing_store_are_errors(tmp_path: Path) -> None:
     empty = runner.invoke(app, ["findings", "--store", store])
     assert empty.exit_code == 1
     assert "no findings yet" in empty.output
+
+
+def test_damaged_findings_file_is_named_with_its_line(samples: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    runner.invoke(app, ["hunt", str(samples / NJRAT), "--store", str(store)])
+    findings = store / "findings.jsonl"
+    findings.write_text(findings.read_text() + '{"detector": "beacon"}\n')
+    result = runner.invoke(app, ["findings", "--store", str(store)])
+    assert result.exit_code == 1
+    lines = len(findings.read_text().splitlines())
+    assert f"{findings}:{lines}: damaged finding" in result.output

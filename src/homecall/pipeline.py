@@ -206,8 +206,15 @@ def load_findings(store: Store) -> list[Finding]:
     path = store.root / FINDINGS_FILE
     if not path.is_file():
         raise StoreError(f"{store.root}: no findings yet; run `homecall hunt` first")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return rank(Finding.from_dict(json.loads(line)) for line in lines if line.strip())
+    found = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            found.append(Finding.from_dict(json.loads(line)))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{path}:{number}: damaged finding ({exc})") from exc
+    return rank(found)
 
 
 def hunt(
