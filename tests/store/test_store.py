@@ -168,7 +168,8 @@ def test_killed_import_leaves_no_partial_data(samples: Path, tmp_path: Path) -> 
 
 def test_same_bytes_under_another_name_is_a_duplicate(samples: Path, tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
-    source = samples / "zeek-tsv/stratosphere-security-datasets/003-zeek-scenario-malicious/conn.log"
+    folder = samples / "zeek-tsv/stratosphere-security-datasets/003-zeek-scenario-malicious"
+    source = folder / "conn.log"
     import_paths([source], store)
     renamed = tmp_path / "elsewhere" / "conn.18:00:00-19:00:00.log"
     renamed.parent.mkdir()
