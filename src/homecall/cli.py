@@ -141,10 +141,10 @@ def simulate(
         result = run_simulation(out, hosts=hosts, days=days, seed=seed, start=first)
     rows = ", ".join(f"{k} {v:,}" for k, v in sorted(result.rows.items()))
     logs = [f for f in result.files if f.name != "truth.json"]
-    console.print(f"Wrote {len(logs)} logs to {escape(str(out))} ({rows}).")
-    console.print(
-        f"Injected {len(result.c2)} C2 channels; ground truth in {escape(str(out / 'truth.json'))}:"
-    )
+    console.print(f"Wrote {len(logs)} logs to {escape(str(out))} ({rows}).", soft_wrap=True)
+    truth = escape(str(out / "truth.json"))
+    injected = f"Injected {len(result.c2)} C2 channels; ground truth in {truth}:"
+    console.print(injected, soft_wrap=True)
     for c2 in result.c2:
         record = asdict(c2)
         console.print(
@@ -152,13 +152,14 @@ def simulate(
             f" sleep {record['sleep_s']} s,"
             f" jitter {record['jitter_ratio']:.0%} ({record['jitter_kind']})",
             highlight=False,
+            soft_wrap=True,
         )
 
 
 def _print_findings(found: list[Finding], top: int, json_out: Path | None) -> None:
     if json_out is not None:
         count = write_jsonl(found, json_out)
-        console.print(f"Wrote {count} findings to {escape(str(json_out))}.")
+        console.print(f"Wrote {count} findings to {escape(str(json_out))}.", soft_wrap=True)
     if not found:
         console.print("No findings.")
         return
@@ -168,7 +169,8 @@ def _print_findings(found: list[Finding], top: int, json_out: Path | None) -> No
 
 def _report_import(result: pipeline.ImportResult) -> None:
     problems = result.problems
-    console.print(import_summary(result.imported, len(result.duplicates), len(problems.skipped)))
+    summary = import_summary(result.imported, len(result.duplicates), len(problems.skipped))
+    console.print(summary, soft_wrap=True)
     for skipped in problems.skipped:
         log.info("skipped %s", skipped)
     if problems.bad_records:

@@ -248,8 +248,11 @@ def _finding(
     summary = (
         f"{src} connected to {dst}:{port} {conns} times, about every "
         f"{_duration(timing.period_s)} (jitter {timing.jitter_ratio:.0%}, "
-        f"{timing.missed_fraction:.0%} check-ins missed)."
+        f"{timing.missed_fraction:.0%} check-ins missed)"
     )
+    if shared < 1.0:
+        summary += f"; {row['dst_hosts']} of {fleet} internal hosts talk to {dst}, score lowered"
+    summary += "."
     return Finding(
         detector="beacon",
         src=src,
