@@ -165,9 +165,7 @@ def beacon_score(
 def run(tables: Tables, cfg: BeaconConfig) -> Iterator[Finding]:
     """Tables in, findings out."""
     conn = tables.oriented("conn")
-    fleet = int(
-        tables.to_pyarrow(tables.internal.aggregate(n=ibis._.count())).column("n")[0].as_py()
-    )
+    fleet = tables.fleet_size
     span = tables.to_pyarrow(conn.aggregate(lo=conn.ts.min(), hi=conn.ts.max()))
     lo, hi = span.column("lo")[0].as_py(), span.column("hi")[0].as_py()
     if lo is None:

@@ -93,7 +93,7 @@ def _rare(records: ir.Table, key: str, cfg: RareDestinationConfig) -> ir.Table:
 
 def run(tables: Tables, cfg: RareDestinationConfig) -> Iterator[Finding]:
     """Tables in, findings out."""
-    fleet = tables.to_pyarrow(tables.internal.aggregate(n=ibis._.count())).column("n")[0].as_py()
+    fleet = tables.fleet_size
     if fleet < cfg.min_fleet:
         log.info(
             "rare-destination: %d internal hosts, fewer than %d; skipped", fleet, cfg.min_fleet

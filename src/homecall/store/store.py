@@ -139,18 +139,22 @@ class Store:
         self, table: str, *, start_us: int | None = None, end_us: int | None = None
     ) -> list[Path]:
         """Parquet files of `table` whose day overlaps [start_us, end_us] (UTC microseconds)."""
+        return self.files_by_table(start_us=start_us, end_us=end_us).get(table, [])
+
+    def files_by_table(
+        self, *, start_us: int | None = None, end_us: int | None = None
+    ) -> dict[str, list[Path]]:
+        """Every table's Parquet files overlapping the window, from one read of the manifest."""
         first_day = None if start_us is None else start_us // _US_PER_DAY
         last_day = None if end_us is None else end_us // _US_PER_DAY
-        out = []
+        out: dict[str, list[Path]] = {}
         for entry in self.manifest()["files"]:
-            if entry["table"] != table:
-                continue
             day = entry["day_index"]
-            if (first_day is not None and day < first_day) or (
-                last_day is not None and day > last_day
-            ):
+            if first_day is not None and day < first_day:
                 continue
-            out.append(self.root / entry["path"])
+            if last_day is not None and day > last_day:
+                continue
+            out.setdefault(entry["table"], []).append(self.root / entry["path"])
         return out
 
     def row_counts(self) -> dict[str, int]:
@@ -287,18 +291,18 @@ class Import:
     staging: Path
     known: dict[str, Any] = field(init=False)
     files: list[dict[str, Any]] = field(init=False)
+    _quick: set[str | None] = field(init=False)
     _added: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         manifest = self.store.manifest()
         self.known = manifest["sources"]
         self.files = list(manifest["files"])
+        self._quick = {rec.get("quick") for rec in self.known.values()}
 
     def might_have(self, quick: str) -> bool:
         """False when no stored or staged source has this quick fingerprint (the file is new)."""
-        known = (rec.get("quick") for rec in self.known.values())
-        staged = (a["record"].quick for a in self._added.values())
-        return quick in known or quick in staged
+        return quick in self._quick
 
     def has(self, sha256: str) -> bool:
         """True when a source with these bytes is already stored or staged."""
@@ -336,6 +340,7 @@ class Import:
         firsts = [f.first_us for f in files if f.first_us is not None]
         lasts = [f.last_us for f in files if f.last_us is not None]
         digest = sha256()
+        self._quick.add(quick)
         self._added[digest] = {
             "record": SourceRecord(
                 sha256=digest,

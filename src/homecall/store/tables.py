@@ -63,12 +63,13 @@ class Tables:
         self,
         backend: ibis.BaseBackend,
         tables: dict[str, ir.Table],
-        internal: ir.Table,
+        internal: pa.Table,
         window: Window,
     ) -> None:
         self.backend = backend
         self._tables = tables
-        self.internal = internal  # one column, `ip`: the internal addresses active in the window
+        self.internal = ibis.memtable(internal)  # column `ip`: internal addresses in the window
+        self.fleet_size = internal.num_rows  # how many internal hosts were active
         self.window = window
 
     def __getitem__(self, name: str) -> ir.Table:
@@ -134,8 +135,9 @@ def open_tables(
 ) -> Tables:
     """Ibis tables over the store's Parquet files for `window`, and the internal hosts in it."""
     tables: dict[str, ir.Table] = {}
+    listed = store.files_by_table(start_us=window.start_us, end_us=window.end_us)
     for name, schema in SCHEMAS.items():
-        files = store.files(name, start_us=window.start_us, end_us=window.end_us)
+        files = listed.get(name, [])
         if files:
             t = backend.read_parquet([str(f) for f in files], table_name=f"homecall_{name}")
         else:
@@ -143,7 +145,7 @@ def open_tables(
         tables[name] = _in_window(t, window)
     tables["tls"] = _with_certificates(tables["tls"], tables.pop("x509"))
     internal_ips = _internal_addresses(backend, tables, internal)
-    return Tables(backend, tables, ibis.memtable(internal_ips), window)
+    return Tables(backend, tables, internal_ips, window)
 
 
 def _in_window(t: ir.Table, window: Window) -> ir.Table:
