@@ -1,4 +1,5 @@
 # make demo: set up, simulate a day of 200 hosts, hunt it.  make test: set up, run every check.
+# Setup installs the Spark extra too, so the DuckDB/Spark parity tests run wherever Java is.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -11,7 +12,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==26.3
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,spark]'
 	touch $(STAMP)
 
 demo: $(STAMP)

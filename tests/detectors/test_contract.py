@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +58,33 @@ def test_runs_are_repeatable_and_findings_follow_the_contract(
         check_record(json.loads(json.dumps(record)))
         assert record["detector"] == detector.name
         assert record["src"] in str(record["summary"])
+
+
+HAS_SPARK = importlib.util.find_spec("pyspark") is not None and shutil.which("java") is not None
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[object]:
+    if not HAS_SPARK:
+        pytest.skip("pyspark or Java is not installed (pip install homecall[spark])")
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: d.name)
+def test_duckdb_and_spark_agree(detector: Detector, store: Store, spark: object) -> None:
+    on_duckdb = _run(detector, store)
+    tables = open_tables(store, Config().internal, connect("spark", session=spark), WHOLE_STORE)
+    on_spark = [f.to_dict() for f in detector.run(tables, detector.config())]
+    assert on_spark == on_duckdb

@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from homecall.detectors.base import Detector
-from homecall.detectors.common import sample_uids, utc, with_uids
+from homecall.detectors.common import most_common_port, sample_uids, utc, with_uids
 from homecall.findings import Finding, rank
 from homecall.store.tables import Tables
 
@@ -89,7 +89,6 @@ def candidates(conn: ir.Table, cfg: BeaconConfig) -> ir.Table:
     out = conn.filter(conn.direction == "outbound")
     pairs = out.group_by(["src", "dst"]).aggregate(
         conns=ibis._.count(),
-        dst_port=ibis._.dst_port.mode(),
         ports=ibis._.dst_port.nunique(),
         first_seen=ibis._.ts.min(),
         last_seen=ibis._.ts.max(),
@@ -99,7 +98,7 @@ def candidates(conn: ir.Table, cfg: BeaconConfig) -> ir.Table:
     )
     pairs = pairs.filter(pairs.conns >= cfg.min_checkins)
     prevalence = out.group_by("dst").aggregate(dst_hosts=ibis._.src.nunique())
-    return pairs.join(prevalence, "dst")
+    return pairs.join(prevalence, "dst").join(most_common_port(out, ["src", "dst"]), ["src", "dst"])
 
 
 def score_intervals(ts_us: npt.NDArray[np.int64], cfg: BeaconConfig) -> IntervalScore | None:

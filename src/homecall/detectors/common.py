@@ -14,7 +14,7 @@ import pyarrow as pa
 from homecall.findings import MAX_UIDS, Finding
 from homecall.store.tables import Tables
 
-__all__ = ["sample_uids", "scaled_log", "utc", "with_uids"]
+__all__ = ["most_common_port", "sample_uids", "scaled_log", "utc", "with_uids"]
 
 
 def sample_uids(
@@ -58,3 +58,14 @@ def utc(value: object) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"expected a datetime, got {value!r}")
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def most_common_port(records: ir.Table, keys: Sequence[str]) -> ir.Table:
+    """keys + `dst_port`: the port each group used most (ties: the higher port).
+
+    Ibis has no `mode` on every engine (PySpark lacks it), so this is a count and an argmax over
+    count * 65536 + port, which also makes ties deterministic.
+    """
+    counts = records.group_by([*keys, "dst_port"]).aggregate(_n=ibis._.count())
+    rank_key = counts._n * 65536 + counts.dst_port.fill_null(0).cast("int64")
+    return counts.group_by(list(keys)).aggregate(dst_port=counts.dst_port.argmax(rank_key))

@@ -18,7 +18,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from homecall.detectors.base import Detector
-from homecall.detectors.common import sample_uids, scaled_log, utc, with_uids
+from homecall.detectors.common import most_common_port, sample_uids, scaled_log, utc, with_uids
 from homecall.findings import Finding, rank
 from homecall.intel.domains import registered_domains
 from homecall.store.tables import Tables
@@ -81,14 +81,14 @@ def _rare(records: ir.Table, key: str, cfg: RareDestinationConfig) -> ir.Table:
     hosts = records.group_by(key).aggregate(hosts=records.src.nunique())
     rare = hosts.filter(hosts.hosts <= cfg.max_hosts)
     kept = records.semi_join(rare, key)
-    return kept.group_by(["src", key]).aggregate(
+    summary = kept.group_by(["src", key]).aggregate(
         conns=kept.uid.nunique(),
         total_bytes=kept.bytes.sum(),
-        dst_port=kept.dst_port.mode(),
         first_seen=kept.ts.min(),
         last_seen=kept.ts.max(),
         example=kept.dst.max(),
     )
+    return summary.join(most_common_port(kept, ["src", key]), ["src", key])
 
 
 def run(tables: Tables, cfg: RareDestinationConfig) -> Iterator[Finding]:

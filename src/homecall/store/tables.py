@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import ibis
@@ -139,13 +140,23 @@ def open_tables(
     for name, schema in SCHEMAS.items():
         files = listed.get(name, [])
         if files:
-            t = backend.read_parquet([str(f) for f in files], table_name=f"homecall_{name}")
+            t = _read_parquet(backend, files, f"homecall_{name}")
         else:
             t = ibis.memtable(schema.empty_table())
         tables[name] = _in_window(t, window)
     tables["tls"] = _with_certificates(tables["tls"], tables.pop("x509"))
     internal_ips = _internal_addresses(backend, tables, internal)
     return Tables(backend, tables, internal_ips, window)
+
+
+def _read_parquet(backend: ibis.BaseBackend, files: list[Path], name: str) -> ir.Table:
+    """The one engine-specific piece: Ibis' PySpark `read_parquet` takes one path, not a list."""
+    paths = [str(f) for f in files]
+    if backend.name == "pyspark":
+        frame = backend._session.read.parquet(*paths)
+        frame.createOrReplaceTempView(name)
+        return backend.table(name)
+    return backend.read_parquet(paths, table_name=name)
 
 
 def _in_window(t: ir.Table, window: Window) -> ir.Table:
