@@ -195,3 +195,16 @@ def test_files_alike_at_both_ends_are_told_apart(tmp_path: Path) -> None:
     result = import_paths([second], store)
     assert result.rows == 60_000
     assert result.duplicates == []
+
+
+def test_record_without_a_time_is_not_stored(tmp_path: Path) -> None:
+    log = tmp_path / "in" / "conn.log"
+    log.parent.mkdir()
+    _big_conn_log(log, 3)
+    lines = log.read_text().splitlines(keepends=True)
+    lines[-2] = "-" + lines[-2][lines[-2].index("\t") :]  # unset ts on the second record
+    log.write_text("".join(lines))
+    store = Store(tmp_path / "store")
+    result = import_paths([log.parent], store)
+    assert result.rows == 2
+    assert _stored_rows(store)["conn"] == 2

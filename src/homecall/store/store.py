@@ -256,7 +256,7 @@ class _Staged:
         before = set(folder.rglob("*.parquet"))
         query.connection.execute(
             f"COPY (SELECT {columns}, CAST(make_timestamp(epoch_us(ts)) AS DATE) AS day"
-            f" FROM ({query.sql}))"
+            f" FROM ({query.sql}) WHERE ts IS NOT NULL)"
             f" TO {_lit(str(folder))} (FORMAT parquet, PARQUET_VERSION V2, COMPRESSION zstd,"
             f" COMPRESSION_LEVEL {ZSTD_LEVEL}, PARTITION_BY (day),"
             f" FILENAME_PATTERN {_lit(pattern)},"
@@ -431,7 +431,10 @@ def _lit(text: str) -> str:
 
 
 def _split_by_day(batch: pa.RecordBatch) -> Iterator[tuple[int, pa.RecordBatch]]:
-    """Readers never yield a null ts; a batch within one day (the usual case) is not copied."""
+    """Rows by UTC day; a row without a time has no day and is not stored. A batch within one
+    day (the usual case) is not copied."""
+    if batch.column("ts").null_count:
+        batch = batch.filter(pc.is_valid(batch.column("ts")))
     days = pc.divide(batch.column("ts").cast(pa.int64()), _US_PER_DAY)  # integer division
     bounds = pc.min_max(days)
     lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
