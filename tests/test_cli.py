@@ -67,3 +67,20 @@ def test_damaged_findings_file_is_named_with_its_line(samples: Path, tmp_path: P
     assert result.exit_code == 1
     lines = len(findings.read_text().splitlines())
     assert f"{findings}:{lines}: damaged finding" in result.output
+
+
+def test_bad_records_are_listed_with_their_lines(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "dns.log"
+    log.parent.mkdir()
+    header = (
+        "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tdns\n"
+        "#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tquery\n"
+        "#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tstring\n"
+    )
+    rows = "1.0\tCa\t10.0.0.1\t5\t10.0.0.53\t53\tudp\ta.example\n1.5\tCb\t10.0.0.1\n"
+    log.write_text(header + rows)
+    result = runner.invoke(app, ["import", str(log), "--store", str(tmp_path / "s")])
+    assert result.exit_code == 0
+    assert "Imported 1 file(s): dns 1;" in result.output
+    assert "1 bad record(s) were left out:" in result.output
+    assert f"{log}:9: wrong number of fields" in result.output
