@@ -15,8 +15,14 @@ from homecall.config import Config, build_section
 from homecall.errors import InputError, StoreError, UnknownFormatError
 from homecall.findings import Finding, rank
 from homecall.sources import Problems, detect
-from homecall.store import Import, Store, content_hash
-from homecall.store.store import WHOLE_STORE, Window, quick_fingerprint
+from homecall.store import (
+    WHOLE_STORE,
+    Import,
+    Store,
+    Window,
+    content_hash,
+    quick_fingerprint,
+)
 
 if TYPE_CHECKING:
     from homecall.detectors import Detector
@@ -31,6 +37,8 @@ __all__ = [
     "hunt",
     "import_paths",
     "load_findings",
+    "save_findings",
+    "window_of",
 ]
 
 log = logging.getLogger(__name__)

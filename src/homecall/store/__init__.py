@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from homecall.store.schema import SCHEMAS, TABLES, TIMESTAMP, schema_of
-from homecall.store.store import DEFAULT_STORE, Import, SourceRecord, Store, content_hash
+from homecall.store.schema import SCHEMAS, TABLES, TIMESTAMP, Query, schema_of
+from homecall.store.store import (
+    DEFAULT_STORE,
+    WHOLE_STORE,
+    Import,
+    SourceRecord,
+    Store,
+    Window,
+    content_hash,
+    quick_fingerprint,
+)
 
 __all__ = [
     "DEFAULT_STORE",
     "SCHEMAS",
     "TABLES",
     "TIMESTAMP",
+    "WHOLE_STORE",
     "Import",
+    "Query",
     "SourceRecord",
     "Store",
+    "Window",
     "content_hash",
+    "quick_fingerprint",
     "schema_of",
 ]
