@@ -118,7 +118,9 @@ def run(tables: Tables, cfg: RareDestinationConfig) -> Iterator[Finding]:
 def _finding(
     kind: str, key: str, row: dict[str, Any], fleet: int, cfg: RareDestinationConfig
 ) -> Finding | None:
-    conns, total = int(row["conns"]), int(row["total_bytes"] or 0)
+    conns = int(row["conns"])
+    known = row["total_bytes"] is not None  # None: TLS or HTTP records without their conn.log
+    total = int(row["total_bytes"]) if known else 0
     score = rarity_score(conns, total, cfg)
     if score < cfg.min_score:
         return None
@@ -126,12 +128,12 @@ def _finding(
     what = "domain" if kind == "domain" else "address, never named in TLS or HTTP,"
     summary = (
         f"{row['src']} is the only internal host of {fleet} that contacted the {what} {dst} "
-        f"({conns} connections, {total:,} bytes)."
+        f"({conns} connections, {f'{total:,} bytes' if known else 'bytes unknown'})."
     )
     evidence: dict[str, Any] = {
         "kind": kind,
         "connections": conns,
-        "total_bytes": total,
+        "total_bytes": total if known else None,
         "dst_hosts": 1,
         "fleet_hosts": fleet,
     }
