@@ -110,3 +110,14 @@ def test_njrat_pair_is_in_the_top_three_of_its_host(samples: Path, tmp_path: Pat
     assert (beacon.src, beacon.dst) == ("192.168.1.115", "41.108.179.197")
     assert beacon.evidence["connections"] == 237
     assert len(beacon.evidence["uids"]) == 20
+
+
+def test_proxy_beacon_is_the_top_beacon(samples: Path, tmp_path: Path) -> None:
+    folder = samples / "zeek-tsv/rita-proxy-beacon"
+    result = hunt([folder], Store(tmp_path / "store"), Config(), detectors=["beacon"])
+    top = result.findings[0]
+    # PROVENANCE.txt: 10.136.0.18 beacons through the proxy 10.136.0.16:3128 (HTTP CONNECT)
+    # to www.honestimnotevil.com; www.google.com (6 connections) is the benign contrast
+    assert (top.src, top.dst, top.dst_port) == ("10.136.0.18", "www.honestimnotevil.com", 443)
+    assert top.evidence["grouping"] == "proxy"
+    assert all(f.dst != "www.google.com" or f.score < top.score for f in result.findings)

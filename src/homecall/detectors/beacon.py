@@ -84,21 +84,115 @@ class SizeScore:
     spread_ratio: float
 
 
-def candidates(conn: ir.Table, cfg: BeaconConfig) -> ir.Table:
-    """One row per outbound (src, dst) pair with enough connections: timestamps and sizes."""
+def events(tables: Tables) -> ir.Table:
+    """Every check-in candidate once: (src, grouping, dst, dst_port, ts, uid, bytes_out, bytes_in).
+
+    An outbound connection is keyed by the name it was made for, when one is known (TLS SNI,
+    HTTP Host, else the name this host resolved to that address), so a C2 that rotates IPs or
+    hides behind a CDN stays one series ("domain"); else by the remote IP ("ip-pair"). Requests
+    through a web proxy (HTTP CONNECT, or absolute-URI requests) are keyed by the requested host
+    ("proxy"); the client-to-proxy connections themselves are internal and not counted twice.
+    """
+    conn = tables.oriented("conn")
     out = conn.filter(conn.direction == "outbound")
-    pairs = out.group_by(["src", "dst"]).aggregate(
+    out = out.mutate(
+        bytes_out=out.orig_ip_bytes.fill_null(out.orig_bytes.fill_null(0)),
+        bytes_in=out.resp_ip_bytes.fill_null(out.resp_bytes.fill_null(0)),
+    )
+    named = _names_by_uid(tables).rename(_name="name")
+    resolved = _resolved_names(tables)
+    keyed = out.left_join(named, "uid").drop("uid_right")
+    keyed = keyed.left_join(resolved, [keyed.src == resolved.r_src, keyed.dst == resolved.r_ip])
+    name = keyed._name.fill_null(keyed.r_name)
+    direct = keyed.select(
+        src=keyed.src,
+        grouping=name.isnull().ifelse("ip-pair", "domain"),
+        dst=name.fill_null(keyed.dst),
+        dst_port=keyed.dst_port,
+        ts=keyed.ts,
+        uid=keyed.uid,
+        bytes_out=keyed.bytes_out,
+        bytes_in=keyed.bytes_in,
+    )
+    return ibis.union(direct, _proxy_requests(tables, conn))
+
+
+def _host(column: ir.StringColumn) -> ir.StringColumn:
+    """A Host header or CONNECT target without its port, lower case."""
+    return column.lower().re_replace(r":[0-9]+$", "")
+
+
+def _names_by_uid(tables: Tables) -> ir.Table:
+    tls = tables.oriented("tls")
+    tls = tls.filter((tls.direction == "outbound") & (tls.server_name.fill_null("") != ""))
+    http = tables.oriented("http")
+    http = http.filter(
+        (http.direction == "outbound")
+        & (http.host.fill_null("") != "")
+        & (http.method.fill_null("") != "CONNECT")
+    )
+    names = ibis.union(
+        tls.select("uid", name=tls.server_name.lower()), http.select("uid", name=_host(http.host))
+    )
+    return names.group_by("uid").aggregate(name=names.name.max())
+
+
+def _resolved_names(tables: Tables) -> ir.Table:
+    """(src, ip) -> the name that host looked up most often among those answering with ip."""
+    dns = tables.oriented("dns")
+    dns = dns.filter(dns.query.fill_null("") != "")
+    answers = dns.select(r_src=dns.src, name=dns.query.lower(), r_ip=dns.answers.unnest())
+    answers = answers.filter(answers.r_ip.re_search(r"^[0-9.]+$|:"))
+    counts = answers.group_by(["r_src", "r_ip", "name"]).aggregate(n=ibis._.count())
+    # most lookups wins; ties go to the alphabetically last name, so the result is deterministic
+    rank_key = counts.n.cast("string").lpad(12, "0").concat(counts.name)
+    return counts.group_by(["r_src", "r_ip"]).aggregate(r_name=counts.name.argmax(rank_key))
+
+
+def _proxy_requests(tables: Tables, conn: ir.Table) -> ir.Table:
+    http = tables.oriented("http")
+    is_connect = http.method.fill_null("") == "CONNECT"
+    proxied = is_connect | http.uri.fill_null("").lower().startswith("http://")
+    target = is_connect.ifelse(http.uri, http.host)
+    http = http.filter(proxied & (target.fill_null("") != ""))
+    tunnel = conn.select(
+        "uid",
+        c_out=conn.orig_ip_bytes.fill_null(conn.orig_bytes),
+        c_in=conn.resp_ip_bytes.fill_null(conn.resp_bytes),
+    )
+    joined = http.left_join(tunnel, "uid").drop("uid_right")
+    connect = joined.method.fill_null("") == "CONNECT"
+    body_out = joined.request_body_len.fill_null(0)
+    body_in = joined.response_body_len.fill_null(0)
+    return joined.select(
+        src=joined.src,
+        grouping=ibis.literal("proxy"),
+        dst=_host(connect.ifelse(joined.uri, joined.host)),
+        dst_port=connect.ifelse(
+            joined.uri.re_extract(r":([0-9]+)$", 1).nullif("").cast("int32"), ibis.literal(80)
+        ),
+        ts=joined.ts,
+        uid=joined.uid,
+        bytes_out=connect.ifelse(joined.c_out.fill_null(body_out), body_out),
+        bytes_in=connect.ifelse(joined.c_in.fill_null(body_in), body_in),
+    )
+
+
+def candidates(series: ir.Table, cfg: BeaconConfig) -> ir.Table:
+    """One row per (src, grouping, dst) series with enough check-ins: timestamps and sizes."""
+    keys = ["src", "grouping", "dst"]
+    pairs = series.group_by(keys).aggregate(
         conns=ibis._.count(),
         ports=ibis._.dst_port.nunique(),
         first_seen=ibis._.ts.min(),
         last_seen=ibis._.ts.max(),
         ts=ibis._.ts.collect(),
-        bytes_out=ibis._.orig_ip_bytes.fill_null(ibis._.orig_bytes.fill_null(0)).collect(),
-        bytes_in=ibis._.resp_ip_bytes.fill_null(ibis._.resp_bytes.fill_null(0)).collect(),
+        bytes_out=ibis._.bytes_out.collect(),
+        bytes_in=ibis._.bytes_in.collect(),
     )
     pairs = pairs.filter(pairs.conns >= cfg.min_checkins)
-    prevalence = out.group_by("dst").aggregate(dst_hosts=ibis._.src.nunique())
-    return pairs.join(prevalence, "dst").join(most_common_port(out, ["src", "dst"]), ["src", "dst"])
+    prevalence = series.group_by(["grouping", "dst"]).aggregate(dst_hosts=ibis._.src.nunique())
+    return pairs.join(prevalence, ["grouping", "dst"]).join(most_common_port(series, keys), keys)
 
 
 def score_intervals(ts_us: npt.NDArray[np.int64], cfg: BeaconConfig) -> IntervalScore | None:
@@ -163,17 +257,17 @@ def beacon_score(
 
 def run(tables: Tables, cfg: BeaconConfig) -> Iterator[Finding]:
     """Tables in, findings out."""
-    conn = tables.oriented("conn")
+    series = events(tables)
     fleet = tables.fleet_size
-    span = tables.to_pyarrow(conn.aggregate(lo=conn.ts.min(), hi=conn.ts.max()))
+    span = tables.to_pyarrow(series.aggregate(lo=series.ts.min(), hi=series.ts.max()))
     lo, hi = span.column("lo")[0].as_py(), span.column("hi")[0].as_py()
     if lo is None:
         return
     window_s = max((hi - lo).total_seconds(), 1.0)
     found: list[Finding] = []
-    for batch in tables.batches(candidates(conn, cfg)):
+    for batch in tables.batches(candidates(series, cfg)):
         found.extend(_score_batch(batch, cfg, fleet, window_s))
-    yield from _with_uids(tables, conn, rank(found))
+    yield from _with_uids(tables, series, rank(found))
 
 
 def _score_batch(
@@ -184,7 +278,9 @@ def _score_batch(
     out_flat = batch.column("bytes_out").values.to_numpy()
     in_flat = batch.column("bytes_in").values.to_numpy()
     offsets = ts_lists.offsets.to_numpy()
-    rows = batch.select(["src", "dst", "dst_port", "ports", "first_seen", "last_seen", "dst_hosts"])
+    rows = batch.select(
+        ["src", "grouping", "dst", "dst_port", "ports", "first_seen", "last_seen", "dst_hosts"]
+    )
     for i, row in enumerate(rows.to_pylist()):
         a, b = offsets[i], offsets[i + 1]
         timing = score_intervals(ts_flat[a:b], cfg)
@@ -220,7 +316,7 @@ def _finding(
 ) -> Finding:
     src, dst, port = str(row["src"]), str(row["dst"]), row["dst_port"]
     evidence: dict[str, object] = {
-        "grouping": "ip-pair",
+        "grouping": row["grouping"],
         "period_s": round(timing.period_s, 3),
         "jitter_ratio": round(timing.jitter_ratio, 3),
         "missed_fraction": round(timing.missed_fraction, 3),
@@ -242,8 +338,10 @@ def _finding(
         evidence["context"] = f"{row['dst_hosts']} of {fleet} internal hosts talk to {dst}"
     first = utc(row["first_seen"])
     last = utc(row["last_seen"])
+    verb = "requested" if row["grouping"] == "proxy" else "connected to"
+    via = " through a proxy" if row["grouping"] == "proxy" else ""
     summary = (
-        f"{src} connected to {dst}:{port} {conns} times, about every "
+        f"{src} {verb} {dst}:{port}{via} {conns} times, about every "
         f"{_duration(timing.period_s)} (jitter {timing.jitter_ratio:.0%}, "
         f"{timing.missed_fraction:.0%} check-ins missed)"
     )
@@ -263,12 +361,19 @@ def _finding(
     )
 
 
-def _with_uids(tables: Tables, conn: ir.Table, found: list[Finding]) -> Iterator[Finding]:
+def _with_uids(tables: Tables, series: ir.Table, found: list[Finding]) -> Iterator[Finding]:
     """Attach up to MAX_UIDS record uids to each finding, one query for all of them."""
-    wanted = pa.table({"src": [f.src for f in found], "dst": [f.dst or "" for f in found]})
-    uids = sample_uids(tables, conn.filter(conn.direction == "outbound"), ("src", "dst"), wanted)
+    keys = ("src", "grouping", "dst")
+    wanted = pa.table(
+        {
+            "src": [f.src for f in found],
+            "grouping": [str(f.evidence["grouping"]) for f in found],
+            "dst": [f.dst or "" for f in found],
+        }
+    )
+    uids = sample_uids(tables, series, keys, wanted)
     for f in found:
-        yield with_uids(f, uids.get((f.src, f.dst or ""), []))
+        yield with_uids(f, uids.get((f.src, str(f.evidence["grouping"]), f.dst or ""), []))
 
 
 def _qcd(values: npt.NDArray[np.float64]) -> float:

@@ -143,7 +143,7 @@ def open_tables(
             t = _read_parquet(backend, files, f"homecall_{name}")
         else:
             t = ibis.memtable(schema.empty_table())
-        tables[name] = _in_window(t, window)
+        tables[name] = _in_window(_utc_times(t, schema), window)
     tables["tls"] = _with_certificates(tables["tls"], tables.pop("x509"))
     internal_ips = _internal_addresses(backend, tables, internal)
     return Tables(backend, tables, internal_ips, window)
@@ -157,6 +157,12 @@ def _read_parquet(backend: ibis.BaseBackend, files: list[Path], name: str) -> ir
         frame.createOrReplaceTempView(name)
         return backend.table(name)
     return backend.read_parquet(paths, table_name=name)
+
+
+def _utc_times(t: ir.Table, schema: pa.Schema) -> ir.Table:
+    """Spark reads the store's UTC timestamps as zone-less; give every engine the same type."""
+    times = {f.name: "timestamp('UTC', 6)" for f in schema if pa.types.is_timestamp(f.type)}
+    return t.cast(times)
 
 
 def _in_window(t: ir.Table, window: Window) -> ir.Table:
