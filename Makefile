@@ -32,6 +32,7 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/beacon_grid.py
+	$(BIN)/python benchmarks/beacon_speed.py
 
 clean:
 	rm -rf $(VENV) demo homecall-store .pytest_cache .mypy_cache .ruff_cache

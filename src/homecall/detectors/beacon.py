@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import ibis
 import ibis.expr.types as ir
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 
 from homecall.detectors.base import Detector
+from homecall.detectors.beacon_scoring import (
+    BeaconConfig,
+    IntervalScore,
+    SizeScore,
+    beacon_score,
+    combine,
+    score_intervals,
+    score_intervals_batch,
+    score_sizes,
+    score_sizes_batch,
+)
 from homecall.detectors.common import most_common_port, sample_uids, utc, with_uids
+from homecall.detectors.segments import Floats, Ints
 from homecall.findings import Finding, rank
 from homecall.store.tables import Tables
 
@@ -29,59 +39,13 @@ __all__ = [
     "SizeScore",
     "beacon_score",
     "candidates",
+    "events",
     "run",
     "score_intervals",
     "score_sizes",
 ]
 
 log = logging.getLogger(__name__)
-
-# Quartile coefficient of dispersion (Q3-Q1)/(Q3+Q1) of exponential (Poisson-arrival) gaps:
-# (ln 4 - ln 4/3)/(ln 4 + ln 4/3) = 0.6563. Regularity is measured against this null.
-POISSON_QCD = float((np.log(4) - np.log(4 / 3)) / (np.log(4) + np.log(4 / 3)))
-# Folding gaps for missed check-ins makes even Poisson traffic look somewhat regular: its
-# uncorrected score has a 99th percentile of 0.27 (measured over 200 series of 300 arrivals).
-# Scores are rescaled so that this floor reads 0.
-POISSON_FLOOR = 0.25
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BeaconConfig:
-    """Settings under [detectors.beacon] in homecall.toml."""
-
-    min_checkins: int = 4  # fewer give 2 intervals: no usable dispersion statistic (RITA uses 4)
-    merge_gap_s: float = 5.0  # connections this close are one check-in (multi-connection implants)
-    merge_ratio: float = 0.3  # ...and only if also under 30 % of the typical gap (keeps 5 s sleeps)
-    min_period_s: float = 1.0  # faster "check-ins" are bursts of one session (C2 sleeps are >= 1 s)
-    min_score: float = 0.3  # below this a pair is not reported; Poisson traffic scores < 0.1
-    shared_ratio: float = (
-        0.1  # a destination that 10 % of the fleet talks to is shared infrastructure
-    )
-    shared_damping: float = 0.6  # ...and its score is cut by up to 60 % (lowered, never hidden)
-    min_fleet: int = 10  # prevalence means nothing in a fleet smaller than this
-    size_weight: float = 0.2  # share of the score from size regularity (RITA: 0.25)
-    coverage_weight: float = 0.2  # share from how much of the window the pair spans
-
-
-@dataclass(frozen=True, slots=True)
-class IntervalScore:
-    """Regularity of check-ins: `regularity` 0..1 with the estimates behind it."""
-
-    regularity: float
-    period_s: float
-    jitter_ratio: float
-    missed_fraction: float
-    checkins: int
-    conns_per_checkin: float
-
-
-@dataclass(frozen=True, slots=True)
-class SizeScore:
-    """Regularity of per-connection sizes in one direction (median absolute deviation based)."""
-
-    regularity: float
-    median_bytes: float
-    spread_ratio: float
 
 
 def events(tables: Tables) -> ir.Table:
@@ -195,66 +159,6 @@ def candidates(series: ir.Table, cfg: BeaconConfig) -> ir.Table:
     return pairs.join(prevalence, ["grouping", "dst"]).join(most_common_port(series, keys), keys)
 
 
-def score_intervals(ts_us: npt.NDArray[np.int64], cfg: BeaconConfig) -> IntervalScore | None:
-    """Regularity of check-ins in 0..1, with period, jitter and missed check-ins; pure NumPy."""
-    ts = np.sort(ts_us).astype(np.float64) / 1e6
-    gaps = np.diff(ts)
-    if len(gaps) < cfg.min_checkins - 1:
-        return None
-    typical = float(np.quantile(gaps, 0.9))
-    merge_below = min(cfg.merge_gap_s, cfg.merge_ratio * typical)
-    starts = np.concatenate(([ts[0]], ts[1:][gaps > merge_below]))
-    intervals = np.diff(starts)
-    if len(intervals) < cfg.min_checkins - 1 or float(np.median(intervals)) <= 0:
-        return None
-    period = float(np.median(intervals))
-    if period < cfg.min_period_s:
-        return None
-    multiples = np.maximum(1.0, np.round(intervals / period))
-    folded = intervals / multiples
-    missed = float((multiples - 1).sum() / multiples.sum())
-    raw_qcd = _qcd(intervals)
-    folded_qcd = _qcd(folded)
-    regular_raw = _regularity(raw_qcd)
-    regular_folded = _regularity(folded_qcd) * (1.0 - missed)
-    above_floor = (max(regular_raw, regular_folded) - POISSON_FLOOR) / (1.0 - POISSON_FLOOR)
-    evidence_weight = 1.0 - 1.0 / np.sqrt(len(intervals))  # 3 intervals prove less than 300
-    return IntervalScore(
-        regularity=float(max(0.0, above_floor) * evidence_weight),
-        period_s=float(np.median(folded)),
-        jitter_ratio=float(min(raw_qcd, folded_qcd) * 2.0),
-        missed_fraction=missed,
-        checkins=len(starts),
-        conns_per_checkin=len(ts) / len(starts),
-    )
-
-
-def score_sizes(sizes: npt.NDArray[np.int64]) -> SizeScore:
-    """How alike the sizes are: 1 - MAD/median, robust to occasional large task outputs."""
-    values = sizes.astype(np.float64)
-    median = float(np.median(values))
-    mad = float(np.median(np.abs(values - median)))
-    spread = mad / median if median > 0 else (0.0 if mad == 0 else 1.0)
-    return SizeScore(
-        regularity=float(max(0.0, 1.0 - spread)), median_bytes=median, spread_ratio=spread
-    )
-
-
-def beacon_score(
-    intervals: IntervalScore,
-    size_out: SizeScore,
-    size_in: SizeScore,
-    coverage_ratio: float,
-    shared_factor: float,
-    cfg: BeaconConfig,
-) -> float:
-    """The one combining function: timing gates everything, sizes and coverage add confidence."""
-    rest = 1.0 - cfg.size_weight - cfg.coverage_weight
-    sizes = (size_out.regularity + size_in.regularity) / 2.0
-    support = rest + cfg.size_weight * sizes + cfg.coverage_weight * coverage_ratio
-    return float(np.clip(intervals.regularity * support * shared_factor, 0.0, 1.0))
-
-
 def run(tables: Tables, cfg: BeaconConfig) -> Iterator[Finding]:
     """Tables in, findings out."""
     series = events(tables)
@@ -273,34 +177,49 @@ def run(tables: Tables, cfg: BeaconConfig) -> Iterator[Finding]:
 def _score_batch(
     batch: pa.RecordBatch, cfg: BeaconConfig, fleet: int, window_s: float
 ) -> Iterator[Finding]:
+    """Score every series of a batch in NumPy passes; Python touches only the reported ones."""
     ts_lists = batch.column("ts")
-    ts_flat = ts_lists.values.cast(pa.int64()).to_numpy()
-    out_flat = batch.column("bytes_out").values.to_numpy()
-    in_flat = batch.column("bytes_in").values.to_numpy()
-    offsets = ts_lists.offsets.to_numpy()
+    offsets = ts_lists.offsets.to_numpy().astype(np.int64)
+    offsets = offsets - offsets[0]  # a sliced batch's offsets need not start at 0
+    ts_us = ts_lists.values.cast(pa.int64()).to_numpy()
+    timing = score_intervals_batch(ts_us, offsets, cfg)
+    sizes_out = score_sizes_batch(batch.column("bytes_out").values.to_numpy(), offsets)
+    sizes_in = score_sizes_batch(batch.column("bytes_in").values.to_numpy(), offsets)
+    first = batch.column("first_seen").cast(pa.int64()).to_numpy()
+    last = batch.column("last_seen").cast(pa.int64()).to_numpy()
+    coverage = np.minimum(1.0, (last - first) / 1e6 / window_s)
+    dst_hosts = batch.column("dst_hosts").to_numpy()
+    shared = _shared_factor(dst_hosts, fleet, cfg)
+    score = combine(
+        timing.regularity, sizes_out.regularity, sizes_in.regularity, coverage, shared, cfg
+    )
     rows = batch.select(
         ["src", "grouping", "dst", "dst_port", "ports", "first_seen", "last_seen", "dst_hosts"]
     )
-    for i, row in enumerate(rows.to_pylist()):
-        a, b = offsets[i], offsets[i + 1]
-        timing = score_intervals(ts_flat[a:b], cfg)
-        if timing is None:
-            continue
-        size_out, size_in = score_sizes(out_flat[a:b]), score_sizes(in_flat[a:b])
-        first, last = row["first_seen"], row["last_seen"]
-        coverage = min(1.0, (last - first).total_seconds() / window_s)
-        shared = _shared_factor(int(row["dst_hosts"]), fleet, cfg)
-        score = beacon_score(timing, size_out, size_in, coverage, shared, cfg)
-        if score < cfg.min_score:
-            continue
-        yield _finding(row, score, timing, size_out, size_in, coverage, shared, fleet, int(b - a))
+    for i in np.flatnonzero(timing.valid & (score >= cfg.min_score)):
+        interval = timing.one(int(i))
+        assert interval is not None
+        row = rows.slice(int(i), 1).to_pylist()[0]
+        yield _finding(
+            row,
+            float(score[i]),
+            interval,
+            sizes_out.one(int(i)),
+            sizes_in.one(int(i)),
+            float(coverage[i]),
+            float(shared[i]),
+            fleet,
+            int(offsets[i + 1] - offsets[i]),
+        )
 
 
-def _shared_factor(dst_hosts: int, fleet: int, cfg: BeaconConfig) -> float:
-    if fleet < cfg.min_fleet or dst_hosts <= 1:
-        return 1.0
-    share = (dst_hosts - 1) / max(fleet - 1, 1)
-    return 1.0 - cfg.shared_damping * min(1.0, share / cfg.shared_ratio)
+def _shared_factor(dst_hosts: Ints, fleet: int, cfg: BeaconConfig) -> Floats:
+    """1 for a destination of one host; down to 1 - shared_damping when shared_ratio of the
+    fleet talks to it. Not applied in a fleet smaller than min_fleet."""
+    if fleet < cfg.min_fleet:
+        return np.ones(len(dst_hosts))
+    share = np.maximum(dst_hosts - 1, 0) / max(fleet - 1, 1)
+    return 1.0 - cfg.shared_damping * np.minimum(1.0, share / cfg.shared_ratio)
 
 
 def _finding(
@@ -374,15 +293,6 @@ def _with_uids(tables: Tables, series: ir.Table, found: list[Finding]) -> Iterat
     uids = sample_uids(tables, series, keys, wanted)
     for f in found:
         yield with_uids(f, uids.get((f.src, str(f.evidence["grouping"]), f.dst or ""), []))
-
-
-def _qcd(values: npt.NDArray[np.float64]) -> float:
-    q1, q3 = np.quantile(values, [0.25, 0.75])
-    return float((q3 - q1) / (q3 + q1)) if q3 + q1 > 0 else 0.0
-
-
-def _regularity(qcd: float) -> float:
-    return float(max(0.0, 1.0 - qcd / POISSON_QCD))
 
 
 def _duration(seconds: float) -> str:
