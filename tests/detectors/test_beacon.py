@@ -21,26 +21,38 @@ def _every(period: float, n: int) -> list[float]:
     return [i * period for i in range(n)]
 
 
+def _calibrated(statistic: float, intervals: int) -> float:
+    """docs/detection.md: max(confidence x (0.5 + 0.5 strength), strength x (1 - 1/sqrt(n)))."""
+    z = (statistic - 0.27) * np.sqrt(intervals) / 0.56
+    strength = (statistic - 0.25) / 0.75
+    confidence = min(1.0, max(0.0, (z - 3.0) / 5.0))
+    return max(confidence * (0.5 + 0.5 * strength), strength * (1 - 1 / np.sqrt(intervals)))
+
+
 @pytest.mark.parametrize(
     ("seconds", "regularity", "period_s", "missed", "checkins", "per_checkin"),
     [
-        # 101 exact check-ins: 100 intervals, dispersion 0, evidence weight 1 - 1/sqrt(100)
-        (_every(60, 101), 0.9, 60.0, 0.0, 101, 1.0),
+        # 101 exact check-ins: 100 intervals, dispersion 0, statistic 1: z = 0.73 x 10 / 0.56
+        # = 13 (full confidence), strength 1
+        (_every(60, 101), 1.0, 60.0, 0.0, 101, 1.0),
         # every 4th of 101 check-ins dropped: 76 left, gaps 60, 60, 120 x 25, so 25 of 100 missed;
-        # folded gaps are exact: (1 - 0.25 missed) = 0.75, above the Poisson floor 0.25:
-        # (0.75 - 0.25) / 0.75, times the evidence weight 1 - 1/sqrt(75)
+        # folded gaps are exact: statistic 1 - 0.25 = 0.75 over 75 intervals: z = 7.42,
+        # confidence 0.884, strength 0.667: 0.884 x 0.833 = 0.737 (> 0.667 x (1 - 1/sqrt(75)))
         (
             [t for i, t in enumerate(_every(60, 101)) if i % 4 != 3],
-            (0.5 / 0.75) * (1 - 1 / np.sqrt(75)),
+            _calibrated(0.75, 75),
             60.0,
             0.25,
             76,
             1.0,
         ),
         # two connections 0.4 s apart per check-in: merged, so 50 check-ins of 2
-        (sorted(_every(60, 50) + [t + 0.4 for t in _every(60, 50)]), 1 - 1 / 7, 60.0, 0.0, 50, 2.0),
+        (sorted(_every(60, 50) + [t + 0.4 for t in _every(60, 50)]), 1.0, 60.0, 0.0, 50, 2.0),
         # Empire's 5 s sleep is not mistaken for a multi-connection check-in
-        (_every(5, 50), 1 - 1 / 7, 5.0, 0.0, 50, 1.0),
+        (_every(5, 50), 1.0, 5.0, 0.0, 50, 1.0),
+        # a slow beacon: 12 exact daily check-ins: z = 0.73 x sqrt(11) / 0.56 = 4.32, so
+        # confidence 0.26; the strength path wins: 1 x (1 - 1/sqrt(11)) = 0.70
+        (_every(86_400, 12), 1 - 1 / np.sqrt(11), 86_400.0, 0.0, 12, 1.0),
     ],
 )
 def test_score_intervals_hand_worked(
@@ -57,7 +69,7 @@ def test_score_intervals_hand_worked(
     assert score.missed_fraction == pytest.approx(missed)
     assert score.checkins == checkins
     assert score.conns_per_checkin == pytest.approx(per_checkin)
-    assert score.regularity == pytest.approx(regularity, abs=0.01)
+    assert score.regularity == pytest.approx(regularity, abs=0.005)
 
 
 def test_too_few_checkins_give_no_score() -> None:

@@ -190,13 +190,14 @@ def _score_batch(
     coverage = np.minimum(1.0, (last - first) / 1e6 / window_s)
     dst_hosts = batch.column("dst_hosts").to_numpy()
     shared = _shared_factor(dst_hosts, fleet, cfg)
-    score = combine(
-        timing.regularity, sizes_out.regularity, sizes_in.regularity, coverage, shared, cfg
+    alone = combine(
+        timing.regularity, sizes_out.regularity, sizes_in.regularity, coverage, 1.0, cfg
     )
+    score = alone * shared  # context lowers the score; it never hides the finding
     rows = batch.select(
         ["src", "grouping", "dst", "dst_port", "ports", "first_seen", "last_seen", "dst_hosts"]
     )
-    for i in np.flatnonzero(timing.valid & (score >= cfg.min_score)):
+    for i in np.flatnonzero(timing.valid & (alone >= cfg.min_score)):
         interval = timing.one(int(i))
         assert interval is not None
         row = rows.slice(int(i), 1).to_pylist()[0]
@@ -243,6 +244,8 @@ def _finding(
         "connections": conns,
         "conns_per_checkin": round(timing.conns_per_checkin, 2),
         "interval_regularity": round(timing.regularity, 3),
+        "periodicity_z": round(timing.periodicity_z, 2),
+        "p_value": float(f"{timing.p_value:.3g}"),
         "bytes_out_median": size_out.median_bytes,
         "bytes_out_spread_ratio": round(size_out.spread_ratio, 3),
         "bytes_in_median": size_in.median_bytes,

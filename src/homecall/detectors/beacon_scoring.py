@@ -7,6 +7,7 @@ call them, so there is one implementation. The maths is in docs/detection.md#bea
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,10 +35,16 @@ __all__ = [
 # Quartile coefficient of dispersion (Q3-Q1)/(Q3+Q1) of exponential (Poisson-arrival) gaps:
 # (ln 4 - ln 4/3)/(ln 4 + ln 4/3) = 0.6563. Regularity is measured against this null.
 POISSON_QCD = float((np.log(4) - np.log(4 / 3)) / (np.log(4) + np.log(4 / 3)))
-# Folding gaps for missed check-ins makes even Poisson traffic look somewhat regular: its
-# uncorrected score has a 99th percentile of 0.27 (measured over 200 series of 300 arrivals).
-# Scores are rescaled so that this floor reads 0.
-POISSON_FLOOR = 0.25
+# Folding gaps for missed check-ins makes even Poisson traffic look somewhat regular. Measured
+# over 3,000 Poisson series for each n from 5 to 3,000 intervals, the regularity statistic
+# `max(raw, folded * (1 - missed))` is centred on 0.27 and its upper quantiles follow
+# 0.27 + z * 0.56 / sqrt(n) (z = 2.33 at the 99th, 3.09 at the 99.9th percentile, within 0.02):
+# z is the periodicity test, calibrated on the irregular null whatever the number of intervals.
+POISSON_CENTER = 0.27
+POISSON_SPREAD = 0.56
+POISSON_FLOOR = 0.25  # strength of regularity reads 0 here
+Z_FLOOR = 3.0  # below this a series is not more regular than Poisson at about p = 1e-3
+Z_FULL = 8.0  # at this (p = 6e-16) confidence is full, even over millions of tested pairs
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,7 +57,7 @@ class BeaconConfig:
     min_period_s: float = 1.0  # faster "check-ins" are bursts of one session (C2 sleeps are >= 1 s)
     min_score: float = 0.3  # below this a pair is not reported; Poisson traffic scores < 0.1
     shared_ratio: float = 0.1  # a destination 10 % of the fleet talks to is shared infrastructure
-    shared_damping: float = 0.6  # ...and its score is cut by up to 60 % (lowered, never hidden)
+    shared_damping: float = 0.8  # ...and its score is cut by up to 80 % (lowered, never hidden)
     min_fleet: int = 10  # prevalence means nothing in a fleet smaller than this
     size_weight: float = 0.2  # share of the score from size regularity (RITA: 0.25)
     coverage_weight: float = 0.2  # share from how much of the window the pair spans
@@ -66,6 +73,12 @@ class IntervalScore:
     missed_fraction: float
     checkins: int
     conns_per_checkin: float
+    periodicity_z: float
+
+    @property
+    def p_value(self) -> float:
+        """One-sided p-value of the periodicity test against Poisson arrivals."""
+        return 0.5 * math.erfc(self.periodicity_z / math.sqrt(2.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +101,7 @@ class IntervalScores:
     missed_fraction: Floats
     checkins: Ints
     conns_per_checkin: Floats
+    periodicity_z: Floats
 
     def one(self, i: int) -> IntervalScore | None:
         """Series i as an `IntervalScore`, or None when it cannot be scored."""
@@ -100,6 +114,7 @@ class IntervalScores:
             missed_fraction=float(self.missed_fraction[i]),
             checkins=int(self.checkins[i]),
             conns_per_checkin=float(self.conns_per_checkin[i]),
+            periodicity_z=float(self.periodicity_z[i]),
         )
 
 
@@ -157,9 +172,19 @@ def score_intervals_batch(ts_us: Ints, offsets: Ints, cfg: BeaconConfig) -> Inte
     folded_qcd = _qcd(sorted_folded, offsets_i)
     regular_raw = np.maximum(0.0, 1.0 - raw_qcd / POISSON_QCD)
     regular_folded = np.maximum(0.0, 1.0 - folded_qcd / POISSON_QCD) * (1.0 - missed)
-    above_floor = (np.maximum(regular_raw, regular_folded) - POISSON_FLOOR) / (1 - POISSON_FLOOR)
-    weight = 1.0 - 1.0 / np.sqrt(np.maximum(n_intervals, 1))  # 3 intervals prove less than 300
-    regularity = np.where(valid, np.maximum(0.0, above_floor) * weight, 0.0)
+    statistic = np.maximum(regular_raw, regular_folded)
+    z = (statistic - POISSON_CENTER) * np.sqrt(n_intervals) / POISSON_SPREAD
+    strength = np.clip((statistic - POISSON_FLOOR) / (1 - POISSON_FLOOR), 0.0, 1.0)
+    confidence = np.clip((z - Z_FLOOR) / (Z_FULL - Z_FLOOR), 0.0, 1.0)
+    # How sure (the calibrated test) times how periodic (the dispersion statistic): a long,
+    # loosely jittered beacon scores; short noise does not.
+    calibrated = confidence * (0.5 + 0.5 * strength)
+    # The z-test needs many intervals; a slow beacon (a few dozen check-ins in a week) is
+    # better served by the strength itself, discounted for its few intervals. The better of
+    # the two wins: measured on the grid, this keeps 1-15 min sleeps at 80 % jitter and
+    # raises 6-24 h sleeps (docs/detection.md).
+    weight = 1.0 - 1.0 / np.sqrt(np.maximum(n_intervals, 1))
+    regularity = np.where(valid, np.maximum(calibrated, strength * weight), 0.0)
     checkins = segments.lengths(start_offsets)
     return IntervalScores(
         valid=valid,
@@ -169,6 +194,7 @@ def score_intervals_batch(ts_us: Ints, offsets: Ints, cfg: BeaconConfig) -> Inte
         missed_fraction=missed,
         checkins=checkins,
         conns_per_checkin=segments.lengths(offsets) / np.maximum(checkins, 1),
+        periodicity_z=np.where(valid, np.nan_to_num(z), 0.0),
     )
 
 
@@ -199,7 +225,7 @@ def combine(
     sizes_out: Floats,
     sizes_in: Floats,
     coverage_ratio: Floats,
-    shared_factor: Floats,
+    shared_factor: Floats | float,
     cfg: BeaconConfig,
 ) -> Floats:
     """The one combining function: timing gates everything, sizes and coverage add confidence."""

@@ -110,7 +110,7 @@ def beacon_series(rng: np.random.Generator, cell: Cell) -> Series:
 
 
 def null_series(rng: np.random.Generator, kind: str, window_s: float) -> Series:
-    """Irregular traffic of one pair: Poisson, human sessions (on/off) or lognormal gaps."""
+    """Irregular traffic of one pair: Poisson, human sessions (on/off) or lognormal bursts."""
     if kind == "poisson":
         rate = 10 ** rng.uniform(-4, -1.5)  # one connection every 30 s to every 3 h
         n = rng.poisson(rate * window_s)
@@ -118,17 +118,34 @@ def null_series(rng: np.random.Generator, kind: str, window_s: float) -> Series:
     elif kind == "sessions":
         ts = _sessions(rng, window_s)
     elif kind == "lognormal":
-        median = 10 ** rng.uniform(1, 3.5)
-        sigma = rng.uniform(0.5, 2.0)
-        gaps = rng.lognormal(np.log(median), sigma, int(window_s / median * 3) + 10)
-        ts = np.cumsum(gaps)
-        ts = ts[ts < window_s]
+        ts = _lognormal_bursts(rng, window_s)
     else:
         raise ValueError(f"kind must be one of {NULL_KINDS}, got {kind!r}")
     n = ts.size
     out = rng.lognormal(6.5, 1.2, n).astype(np.int64)
     back = rng.lognormal(8.5, 2.0, n).astype(np.int64)
     return Series(ts, out, back, window_s)
+
+
+def _lognormal_bursts(rng: np.random.Generator, window_s: float) -> npt.NDArray[np.float64]:
+    """Bursts of connections (software updates, sync, chatty apps): lognormal gaps between
+    bursts (sigma 1-2.5, so heavy-tailed) and lognormal burst sizes, seconds apart inside."""
+    median = 10 ** rng.uniform(1.5, 3.5)
+    sigma = rng.uniform(1.0, 2.5)
+    gaps = rng.lognormal(np.log(median), sigma, int(window_s / median * 2) + 10)
+    starts = np.cumsum(gaps)
+    starts = starts[starts < window_s]
+    sizes = np.maximum(1, rng.lognormal(0.7, 0.8, starts.size).astype(np.int64))
+    times = (
+        np.repeat(starts, sizes)
+        + np.concatenate(
+            [np.concatenate(([0.0], np.cumsum(rng.exponential(2.0, k - 1)))) for k in sizes]
+        )
+        if starts.size
+        else np.zeros(0)
+    )
+    ts = np.sort(times)
+    return ts[ts < window_s]
 
 
 def _sessions(rng: np.random.Generator, window_s: float) -> npt.NDArray[np.float64]:
