@@ -133,3 +133,16 @@ def test_proxy_beacon_is_the_top_beacon(samples: Path, tmp_path: Path) -> None:
     assert (top.src, top.dst, top.dst_port) == ("10.136.0.18", "www.honestimnotevil.com", 443)
     assert top.evidence["grouping"] == "proxy"
     assert all(f.dst != "www.google.com" or f.score < top.score for f in result.findings)
+
+
+def test_wrccdc_tsv_and_json_give_the_same_beacons(samples: Path, tmp_path: Path) -> None:
+    # the same traffic logged twice (PROVENANCE.txt); ssl.log without conn.log: TLS records
+    # stand in for their connections
+    results = []
+    for folder in ("zeek-tsv", "zeek-json"):
+        logs = samples / folder / "wrccdc2018-zed-sample"
+        store = Store(tmp_path / folder)
+        found = hunt([logs], store, Config(), detectors=["beacon"]).findings
+        results.append([(f.src, f.dst, f.dst_port, round(f.score, 6)) for f in found])
+    assert results[0] == results[1]
+    assert results[0]  # TLS-only data is analysed, not skipped

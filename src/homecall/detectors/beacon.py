@@ -47,6 +47,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+UNKNOWN_BYTES = -1  # sizes of a check-in seen without its conn.log record
+
 
 def events(tables: Tables) -> ir.Table:
     """Every check-in candidate once: (src, grouping, dst, dst_port, ts, uid, bytes_out, bytes_in).
@@ -78,7 +80,32 @@ def events(tables: Tables) -> ir.Table:
         bytes_out=keyed.bytes_out,
         bytes_in=keyed.bytes_in,
     )
-    return ibis.union(direct, _proxy_requests(tables, conn))
+    return ibis.union(direct, _proxy_requests(tables, conn), _without_conn(tables, conn))
+
+
+def _without_conn(tables: Tables, conn: ir.Table) -> ir.Table:
+    """TLS and HTTP records whose conn.log record is missing (a sensor that logs ssl.log but
+    not conn.log, or a partial import) stand in for their connections; sizes unknown (-1)."""
+    parts = []
+    for table, column in (("tls", "server_name"), ("http", "host")):
+        t = tables.oriented(table)
+        t = t.filter((t.direction == "outbound") & (t[column].fill_null("") != ""))
+        if table == "http":
+            t = t.filter(t.method.fill_null("") != "CONNECT")
+        t = t.anti_join(conn.select("uid"), "uid")
+        parts.append(
+            t.select(
+                src=t.src,
+                grouping=ibis.literal("domain"),
+                dst=_host(t[column]),
+                dst_port=t.dst_port,
+                ts=t.ts,
+                uid=t.uid,
+                bytes_out=ibis.literal(UNKNOWN_BYTES, type="int64"),
+                bytes_in=ibis.literal(UNKNOWN_BYTES, type="int64"),
+            )
+        )
+    return ibis.union(*parts)
 
 
 def _host(column: ir.StringColumn) -> ir.StringColumn:
@@ -185,6 +212,8 @@ def _score_batch(
     timing = score_intervals_batch(ts_us, offsets, cfg)
     sizes_out = score_sizes_batch(batch.column("bytes_out").values.to_numpy(), offsets)
     sizes_in = score_sizes_batch(batch.column("bytes_in").values.to_numpy(), offsets)
+    for sizes in (sizes_out, sizes_in):  # sizes unknown: neither for nor against a beacon
+        sizes.regularity[sizes.median_bytes < 0] = 0.5
     first = batch.column("first_seen").cast(pa.int64()).to_numpy()
     last = batch.column("last_seen").cast(pa.int64()).to_numpy()
     coverage = np.minimum(1.0, (last - first) / 1e6 / window_s)
