@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import ibis
 import ibis.expr.types as ir
@@ -30,6 +32,7 @@ from homecall.detectors.beacon_scoring import (
 from homecall.detectors.common import most_common_port, sample_uids, utc, with_uids
 from homecall.detectors.segments import Floats, Ints
 from homecall.findings import Finding, rank
+from homecall.intel.services import known_service
 from homecall.store.tables import Tables
 
 __all__ = [
@@ -201,6 +204,23 @@ def run(tables: Tables, cfg: BeaconConfig) -> Iterator[Finding]:
     yield from _with_uids(tables, series, rank(found))
 
 
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    """One reported series with everything its finding says."""
+
+    row: dict[str, Any]
+    score: float
+    timing: IntervalScore
+    size_out: SizeScore
+    size_in: SizeScore
+    coverage: float
+    shared: float
+    service: str | None
+    persistence: dict[str, float]
+    histogram: dict[str, list[float]]
+    connections: int
+
+
 def _score_batch(
     batch: pa.RecordBatch, cfg: BeaconConfig, fleet: int, window_s: float
 ) -> Iterator[Finding]:
@@ -217,30 +237,63 @@ def _score_batch(
     first = batch.column("first_seen").cast(pa.int64()).to_numpy()
     last = batch.column("last_seen").cast(pa.int64()).to_numpy()
     coverage = np.minimum(1.0, (last - first) / 1e6 / window_s)
-    dst_hosts = batch.column("dst_hosts").to_numpy()
-    shared = _shared_factor(dst_hosts, fleet, cfg)
+    shared = _shared_factor(batch.column("dst_hosts").to_numpy(), fleet, cfg)
     alone = combine(
         timing.regularity, sizes_out.regularity, sizes_in.regularity, coverage, 1.0, cfg
     )
-    score = alone * shared  # context lowers the score; it never hides the finding
     rows = batch.select(
         ["src", "grouping", "dst", "dst_port", "ports", "first_seen", "last_seen", "dst_hosts"]
     )
     for i in np.flatnonzero(timing.valid & (alone >= cfg.min_score)):
+        row = rows.slice(int(i), 1).to_pylist()[0]
         interval = timing.one(int(i))
         assert interval is not None
-        row = rows.slice(int(i), 1).to_pylist()[0]
+        service = known_service(row["dst"], row["dst_port"])
+        context = float(shared[i]) * (1.0 - cfg.service_damping if service else 1.0)
+        series_ts = np.sort(ts_us[offsets[i] : offsets[i + 1]])
         yield _finding(
-            row,
-            float(score[i]),
-            interval,
-            sizes_out.one(int(i)),
-            sizes_in.one(int(i)),
-            float(coverage[i]),
-            float(shared[i]),
+            _Scored(
+                row=row,
+                score=float(alone[i]) * context,  # context lowers the score, never hides it
+                timing=interval,
+                size_out=sizes_out.one(int(i)),
+                size_in=sizes_in.one(int(i)),
+                coverage=float(coverage[i]),
+                shared=float(shared[i]),
+                service=service,
+                persistence=persistence(series_ts, window_s, cfg),
+                histogram=interval_histogram(series_ts, interval.period_s),
+                connections=int(offsets[i + 1] - offsets[i]),
+            ),
             fleet,
-            int(offsets[i + 1] - offsets[i]),
         )
+
+
+def persistence(ts_us: Ints, window_s: float, cfg: BeaconConfig) -> dict[str, float]:
+    """Share of the window's hours with a check-in, days with one, and the share of check-ins
+    outside working hours (weekdays, `working_hours_utc`)."""
+    hours = np.unique(ts_us // 3_600_000_000)
+    days = np.unique(ts_us // 86_400_000_000)
+    hour_of_day = (ts_us // 3_600_000_000) % 24
+    weekday = (ts_us // 86_400_000_000 + 3) % 7  # 1970-01-01 was a Thursday: Monday = 0
+    start, end = cfg.working_hours_utc
+    at_work = (weekday < 5) & (hour_of_day >= start) & (hour_of_day < end)
+    return {
+        "hours_active_ratio": round(min(1.0, len(hours) / max(window_s / 3600, 1.0)), 3),
+        "days_active": len(days),
+        "off_hours_ratio": round(float(1.0 - at_work.mean()), 3) if len(ts_us) else 0.0,
+    }
+
+
+HISTOGRAM_EDGES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.1, 1.25, 1.5, 2.0, 3.0)
+
+
+def interval_histogram(ts_us: Ints, period_s: float) -> dict[str, list[float]]:
+    """Counts of the gaps between connections, in multiples of the period (for plots)."""
+    gaps = np.diff(ts_us) / 1e6 / max(period_s, 1e-9)
+    edges = np.array([*HISTOGRAM_EDGES, np.inf])
+    counts, _ = np.histogram(gaps, bins=edges)
+    return {"edges_x_period": list(HISTOGRAM_EDGES), "counts": [int(c) for c in counts]}
 
 
 def _shared_factor(dst_hosts: Ints, fleet: int, cfg: BeaconConfig) -> Floats:
@@ -252,17 +305,8 @@ def _shared_factor(dst_hosts: Ints, fleet: int, cfg: BeaconConfig) -> Floats:
     return 1.0 - cfg.shared_damping * np.minimum(1.0, share / cfg.shared_ratio)
 
 
-def _finding(
-    row: dict[str, object],
-    score: float,
-    timing: IntervalScore,
-    size_out: SizeScore,
-    size_in: SizeScore,
-    coverage: float,
-    shared: float,
-    fleet: int,
-    conns: int,
-) -> Finding:
+def _finding(scored: _Scored, fleet: int) -> Finding:
+    row, timing = scored.row, scored.timing
     src, dst, port = str(row["src"]), str(row["dst"]), row["dst_port"]
     evidence: dict[str, object] = {
         "grouping": row["grouping"],
@@ -270,43 +314,49 @@ def _finding(
         "jitter_ratio": round(timing.jitter_ratio, 3),
         "missed_fraction": round(timing.missed_fraction, 3),
         "checkins": timing.checkins,
-        "connections": conns,
+        "connections": scored.connections,
         "conns_per_checkin": round(timing.conns_per_checkin, 2),
         "interval_regularity": round(timing.regularity, 3),
         "periodicity_z": round(timing.periodicity_z, 2),
         "p_value": float(f"{timing.p_value:.3g}"),
-        "bytes_out_median": size_out.median_bytes,
-        "bytes_out_spread_ratio": round(size_out.spread_ratio, 3),
-        "bytes_in_median": size_in.median_bytes,
-        "bytes_in_spread_ratio": round(size_in.spread_ratio, 3),
-        "coverage_ratio": round(coverage, 3),
+        "bytes_out_median": scored.size_out.median_bytes,
+        "bytes_out_spread_ratio": round(scored.size_out.spread_ratio, 3),
+        "bytes_in_median": scored.size_in.median_bytes,
+        "bytes_in_spread_ratio": round(scored.size_in.spread_ratio, 3),
+        "coverage_ratio": round(scored.coverage, 3),
+        **scored.persistence,
         "dst_ports": row["ports"],
         "dst_hosts": row["dst_hosts"],
         "fleet_hosts": fleet,
+        "interval_histogram": scored.histogram,
     }
-    if shared < 1.0:
-        evidence["shared_destination_factor"] = round(shared, 3)
-        evidence["context"] = f"{row['dst_hosts']} of {fleet} internal hosts talk to {dst}"
-    first = utc(row["first_seen"])
-    last = utc(row["last_seen"])
+    reasons = []
+    if scored.shared < 1.0:
+        evidence["shared_destination_factor"] = round(scored.shared, 3)
+        reasons.append(f"{row['dst_hosts']} of {fleet} internal hosts talk to {dst}")
+    if scored.service:
+        evidence["known_service"] = scored.service
+        reasons.append(f"{dst}:{port} is a known {scored.service} service")
+    if reasons:
+        evidence["context"] = "; ".join(reasons)
     verb = "requested" if row["grouping"] == "proxy" else "connected to"
     via = " through a proxy" if row["grouping"] == "proxy" else ""
     summary = (
-        f"{src} {verb} {dst}:{port}{via} {conns} times, about every "
+        f"{src} {verb} {dst}:{port}{via} {scored.connections} times, about every "
         f"{_duration(timing.period_s)} (jitter {timing.jitter_ratio:.0%}, "
         f"{timing.missed_fraction:.0%} check-ins missed)"
     )
-    if shared < 1.0:
-        summary += f"; {row['dst_hosts']} of {fleet} internal hosts talk to {dst}, score lowered"
+    if reasons:
+        summary += "; " + "; ".join(reasons) + ", score lowered"
     summary += "."
     return Finding(
         detector="beacon",
         src=src,
         dst=dst,
-        dst_port=int(port) if port is not None else None,  # type: ignore[call-overload]
-        score=score,
-        first_seen=first,
-        last_seen=last,
+        dst_port=int(port) if port is not None else None,
+        score=scored.score,
+        first_seen=utc(row["first_seen"]),
+        last_seen=utc(row["last_seen"]),
         summary=summary,
         evidence=evidence,
     )

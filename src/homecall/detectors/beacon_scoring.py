@@ -59,6 +59,8 @@ class BeaconConfig:
     shared_ratio: float = 0.1  # a destination 10 % of the fleet talks to is shared infrastructure
     shared_damping: float = 0.8  # ...and its score is cut by up to 80 % (lowered, never hidden)
     min_fleet: int = 10  # prevalence means nothing in a fleet smaller than this
+    service_damping: float = 0.5  # a known timer-driven service (NTP, OCSP, updates): score x0.5
+    working_hours_utc: tuple[int, int] = (8, 18)  # for off_hours_ratio: weekdays, hours in UTC
     size_weight: float = 0.2  # share of the score from size regularity (RITA: 0.25)
     coverage_weight: float = 0.2  # share from how much of the window the pair spans
 
