@@ -29,7 +29,14 @@ from homecall.detectors.beacon_scoring import (
     score_sizes,
     score_sizes_batch,
 )
-from homecall.detectors.common import most_common_port, sample_uids, utc, with_uids
+from homecall.detectors.common import (
+    host_name,
+    most_common_port,
+    named_contacts,
+    sample_uids,
+    utc,
+    with_uids,
+)
 from homecall.detectors.segments import Floats, Ints
 from homecall.findings import Finding, rank
 from homecall.intel.services import known_service
@@ -89,45 +96,21 @@ def events(tables: Tables) -> ir.Table:
 def _without_conn(tables: Tables, conn: ir.Table) -> ir.Table:
     """TLS and HTTP records whose conn.log record is missing (a sensor that logs ssl.log but
     not conn.log, or a partial import) stand in for their connections; sizes unknown (-1)."""
-    parts = []
-    for table, column in (("tls", "server_name"), ("http", "host")):
-        t = tables.oriented(table)
-        t = t.filter((t.direction == "outbound") & (t[column].fill_null("") != ""))
-        if table == "http":
-            t = t.filter(t.method.fill_null("") != "CONNECT")
-        t = t.anti_join(conn.select("uid"), "uid")
-        parts.append(
-            t.select(
-                src=t.src,
-                grouping=ibis.literal("domain"),
-                dst=_host(t[column]),
-                dst_port=t.dst_port,
-                ts=t.ts,
-                uid=t.uid,
-                bytes_out=ibis.literal(UNKNOWN_BYTES, type="int64"),
-                bytes_in=ibis.literal(UNKNOWN_BYTES, type="int64"),
-            )
-        )
-    return ibis.union(*parts)
-
-
-def _host(column: ir.StringColumn) -> ir.StringColumn:
-    """A Host header or CONNECT target without its port, lower case."""
-    return column.lower().re_replace(r":[0-9]+$", "")
+    named = named_contacts(tables).anti_join(conn.select("uid"), "uid")
+    return named.select(
+        src=named.src,
+        grouping=ibis.literal("domain"),
+        dst=named.name,
+        dst_port=named.dst_port,
+        ts=named.ts,
+        uid=named.uid,
+        bytes_out=ibis.literal(UNKNOWN_BYTES, type="int64"),
+        bytes_in=ibis.literal(UNKNOWN_BYTES, type="int64"),
+    )
 
 
 def _names_by_uid(tables: Tables) -> ir.Table:
-    tls = tables.oriented("tls")
-    tls = tls.filter((tls.direction == "outbound") & (tls.server_name.fill_null("") != ""))
-    http = tables.oriented("http")
-    http = http.filter(
-        (http.direction == "outbound")
-        & (http.host.fill_null("") != "")
-        & (http.method.fill_null("") != "CONNECT")
-    )
-    names = ibis.union(
-        tls.select("uid", name=tls.server_name.lower()), http.select("uid", name=_host(http.host))
-    )
+    names = named_contacts(tables)
     return names.group_by("uid").aggregate(name=names.name.max())
 
 
@@ -161,7 +144,7 @@ def _proxy_requests(tables: Tables, conn: ir.Table) -> ir.Table:
     return joined.select(
         src=joined.src,
         grouping=ibis.literal("proxy"),
-        dst=_host(connect.ifelse(joined.uri, joined.host)),
+        dst=host_name(connect.ifelse(joined.uri, joined.host)),
         dst_port=connect.ifelse(
             joined.uri.re_extract(r":([0-9]+)$", 1).nullif("").cast("int32"), ibis.literal(80)
         ),

@@ -14,7 +14,15 @@ import pyarrow as pa
 from homecall.findings import MAX_UIDS, Finding
 from homecall.store.tables import Tables
 
-__all__ = ["most_common_port", "sample_uids", "scaled_log", "utc", "with_uids"]
+__all__ = [
+    "host_name",
+    "most_common_port",
+    "named_contacts",
+    "sample_uids",
+    "scaled_log",
+    "utc",
+    "with_uids",
+]
 
 
 def sample_uids(
@@ -69,3 +77,21 @@ def most_common_port(records: ir.Table, keys: Sequence[str]) -> ir.Table:
     counts = records.group_by([*keys, "dst_port"]).aggregate(_n=ibis._.count())
     rank_key = counts._n * 65536 + counts.dst_port.fill_null(0).cast("int64")
     return counts.group_by(list(keys)).aggregate(dst_port=counts.dst_port.argmax(rank_key))
+
+
+def host_name(column: ir.StringColumn) -> ir.StringColumn:
+    """A TLS SNI, Host header or CONNECT target as a name: lower case, without a port."""
+    return column.lower().re_replace(r":[0-9]+$", "")
+
+
+def named_contacts(tables: Tables) -> ir.Table:
+    """Outbound connections with the name they were made for, from the TLS SNI and the HTTP
+    Host (proxy CONNECT requests excluded): ts, uid, src, dst (the IP), dst_port, name."""
+    parts = []
+    for table, column in (("tls", "server_name"), ("http", "host")):
+        t = tables.oriented(table)
+        t = t.filter((t.direction == "outbound") & (t[column].fill_null("") != ""))
+        if table == "http":
+            t = t.filter(t.method.fill_null("") != "CONNECT")
+        parts.append(t.select("ts", "uid", "src", "dst", "dst_port", name=host_name(t[column])))
+    return ibis.union(*parts)

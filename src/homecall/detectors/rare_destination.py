@@ -18,7 +18,14 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from homecall.detectors.base import Detector
-from homecall.detectors.common import most_common_port, sample_uids, scaled_log, utc, with_uids
+from homecall.detectors.common import (
+    most_common_port,
+    named_contacts,
+    sample_uids,
+    scaled_log,
+    utc,
+    with_uids,
+)
 from homecall.findings import Finding, rank
 from homecall.intel.domains import registered_domains
 from homecall.store.tables import Tables
@@ -57,12 +64,7 @@ def contacts(tables: Tables) -> tuple[ir.Table, ir.Table]:
     sizes = outbound.select(
         "uid", bytes=outbound.orig_bytes.fill_null(0) + outbound.resp_bytes.fill_null(0)
     )
-    named_parts = []
-    for table, column in (("tls", "server_name"), ("http", "host")):
-        t = tables.oriented(table)
-        t = t.filter((t.direction == "outbound") & t[column].notnull() & (t[column] != ""))
-        named_parts.append(t.select("ts", "uid", "src", "dst", "dst_port", name=t[column].lower()))
-    named = ibis.union(*named_parts)
+    named = named_contacts(tables)
     names = tables.to_pyarrow(named.select("name").distinct())
     lookup = pa.table(
         {"name": names.column("name"), "domain": registered_domains(names.column("name"))}
