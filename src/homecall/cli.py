@@ -132,10 +132,25 @@ def simulate(
     days: Annotated[int, typer.Option(help="Days to simulate.", min=1)] = 1,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same logs).")] = 0,
     start: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD (UTC).")] = None,
+    grid: Annotated[
+        bool, typer.Option("--grid", help="Write the beacon benchmark grid instead (30 days).")
+    ] = False,
+    replicates: Annotated[int, typer.Option(help="With --grid: series per grid cell.", min=1)] = 1,
 ) -> None:
     """Write realistic Zeek logs of an enterprise with injected C2, and truth.json."""
     from homecall.simulator import simulate as run_simulation
+    from homecall.simulator.grid_logs import write_grid
 
+    if grid:
+        with _handled():
+            days_written = write_grid(out, replicates=replicates, seed=seed)
+        total = sum(days_written.values())
+        console.print(
+            f"Wrote the beacon grid: {total:,} conn rows over {len(days_written)} days to"
+            f" {escape(str(out))}; every series in {escape(str(out / 'truth.json'))}.",
+            soft_wrap=True,
+        )
+        return
     with _handled():
         first = date.fromisoformat(start) if start else None
         result = run_simulation(out, hosts=hosts, days=days, seed=seed, start=first)
