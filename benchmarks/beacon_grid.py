@@ -20,7 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import rita_v5
-from homecall.detectors.beacon import BeaconConfig, beacon_score, score_intervals, score_sizes
+from homecall.detectors.beacon_scoring import (
+    BeaconConfig,
+    IntervalScore,
+    beacon_score,
+    score_intervals,
+    score_sizes,
+    shared_factor,
+)
 from homecall.simulator.grid import (
     DAY_S,
     NULL_KINDS,
@@ -43,16 +50,20 @@ FLEET = 1000
 Scorer = Callable[[Series, int], float]
 
 
-def homecall_score(series: Series, dst_hosts: int) -> float:
-    """The detector's own pure functions on one pair (context: hosts sharing the destination)."""
+def homecall_timing(series: Series) -> IntervalScore | None:
+    """The detector's interval scoring of one pair (None: too few check-ins to score)."""
     if series.ts_s.size < CFG.min_checkins:
-        return 0.0
-    timing = score_intervals(series.ts_us, CFG)
+        return None
+    return score_intervals(series.ts_us, CFG)
+
+
+def homecall_score(series: Series, dst_hosts: int, timing: IntervalScore | None = None) -> float:
+    """The detector's own pure functions on one pair (context: hosts sharing the destination)."""
+    timing = timing or homecall_timing(series)
     if timing is None:
         return 0.0
     coverage = min(1.0, float(series.ts_s[-1] - series.ts_s[0]) / series.window_s)
-    share = (dst_hosts - 1) / (FLEET - 1)
-    shared = 1.0 - CFG.shared_damping * min(1.0, share / CFG.shared_ratio)
+    shared = float(shared_factor(np.array([dst_hosts]), FLEET, CFG)[0])
     return beacon_score(
         timing, score_sizes(series.bytes_out), score_sizes(series.bytes_in), coverage, shared, CFG
     )
@@ -96,11 +107,8 @@ def threshold(scores: np.ndarray) -> float:
     return float(np.quantile(scores, 1 - FPR, method="higher"))
 
 
-def period_ok(series: Series, cell: Cell) -> bool:
+def period_ok(timing: IntervalScore, cell: Cell) -> bool:
     """Is the estimated period within 5 % of the mean sleep between check-ins?"""
-    timing = score_intervals(series.ts_us, CFG)
-    if timing is None:
-        return False
     expected = {
         "one-sided": cell.sleep_s * (1 - cell.jitter_ratio / 2),
         "additive": cell.sleep_s * (1 + cell.jitter_ratio / 2),
@@ -132,13 +140,14 @@ def main() -> None:
         limits = thresholds[cell.window_s]
         for _ in range(args.replicates):
             series = beacon_series(rng, cell)
-            for name, scorer in SCORERS.items():
-                score = scorer(series, 1)
+            timing = homecall_timing(series)  # scored once: for the score and the period
+            scores = {"homecall": homecall_score(series, 1, timing), "rita": rita_score(series, 1)}
+            for name, score in scores.items():
                 hits[name] += score > limits[name]
                 hits[f"{name} (irregular null)"] += score > limits[f"{name} (irregular null)"]
-                if name == "homecall" and score > limits[name]:
+                if name == "homecall" and score > limits[name] and timing is not None:
                     period_total += 1
-                    period_hits += period_ok(series, cell)
+                    period_hits += period_ok(timing, cell)
         rows.append((cell, {k: hits[k] / args.replicates for k in COLUMNS}))
     elapsed = time.perf_counter() - started
     _write(rows, thresholds, args, elapsed, period_hits, period_total)

@@ -28,6 +28,7 @@ from homecall.detectors.beacon_scoring import (
     score_intervals_batch,
     score_sizes,
     score_sizes_batch,
+    shared_factor,
 )
 from homecall.detectors.common import (
     host_name,
@@ -37,7 +38,7 @@ from homecall.detectors.common import (
     utc,
     with_uids,
 )
-from homecall.detectors.segments import Floats, Ints
+from homecall.detectors.segments import Ints
 from homecall.findings import Finding, rank
 from homecall.intel.services import known_service
 from homecall.store.tables import Tables
@@ -75,7 +76,8 @@ def events(tables: Tables) -> ir.Table:
         bytes_out=out.orig_ip_bytes.fill_null(out.orig_bytes.fill_null(0)),
         bytes_in=out.resp_ip_bytes.fill_null(out.resp_bytes.fill_null(0)),
     )
-    named = _names_by_uid(tables).rename(_name="name")
+    contacts = named_contacts(tables)
+    named = _names_by_uid(contacts).rename(_name="name")
     resolved = _resolved_names(tables)
     keyed = out.left_join(named, "uid").drop("uid_right")
     keyed = keyed.left_join(resolved, [keyed.src == resolved.r_src, keyed.dst == resolved.r_ip])
@@ -90,13 +92,13 @@ def events(tables: Tables) -> ir.Table:
         bytes_out=keyed.bytes_out,
         bytes_in=keyed.bytes_in,
     )
-    return ibis.union(direct, _proxy_requests(tables, conn), _without_conn(tables, conn))
+    return ibis.union(direct, _proxy_requests(tables, conn), _without_conn(contacts, conn))
 
 
-def _without_conn(tables: Tables, conn: ir.Table) -> ir.Table:
+def _without_conn(contacts: ir.Table, conn: ir.Table) -> ir.Table:
     """TLS and HTTP records whose conn.log record is missing (a sensor that logs ssl.log but
     not conn.log, or a partial import) stand in for their connections; sizes unknown (-1)."""
-    named = named_contacts(tables).anti_join(conn.select("uid"), "uid")
+    named = contacts.anti_join(conn.select("uid"), "uid")
     return named.select(
         src=named.src,
         grouping=ibis.literal("domain"),
@@ -109,9 +111,8 @@ def _without_conn(tables: Tables, conn: ir.Table) -> ir.Table:
     )
 
 
-def _names_by_uid(tables: Tables) -> ir.Table:
-    names = named_contacts(tables)
-    return names.group_by("uid").aggregate(name=names.name.max())
+def _names_by_uid(contacts: ir.Table) -> ir.Table:
+    return contacts.group_by("uid").aggregate(name=contacts.name.max())
 
 
 def _resolved_names(tables: Tables) -> ir.Table:
@@ -220,7 +221,7 @@ def _score_batch(
     first = batch.column("first_seen").cast(pa.int64()).to_numpy()
     last = batch.column("last_seen").cast(pa.int64()).to_numpy()
     coverage = np.minimum(1.0, (last - first) / 1e6 / window_s)
-    shared = _shared_factor(batch.column("dst_hosts").to_numpy(), fleet, cfg)
+    shared = shared_factor(batch.column("dst_hosts").to_numpy(), fleet, cfg)
     alone = combine(
         timing.regularity, sizes_out.regularity, sizes_in.regularity, coverage, 1.0, cfg
     )
@@ -277,15 +278,6 @@ def interval_histogram(ts_us: Ints, period_s: float) -> dict[str, list[float]]:
     edges = np.array([*HISTOGRAM_EDGES, np.inf])
     counts, _ = np.histogram(gaps, bins=edges)
     return {"edges_x_period": list(HISTOGRAM_EDGES), "counts": [int(c) for c in counts]}
-
-
-def _shared_factor(dst_hosts: Ints, fleet: int, cfg: BeaconConfig) -> Floats:
-    """1 for a destination of one host; down to 1 - shared_damping when shared_ratio of the
-    fleet talks to it. Not applied in a fleet smaller than min_fleet."""
-    if fleet < cfg.min_fleet:
-        return np.ones(len(dst_hosts))
-    share = np.maximum(dst_hosts - 1, 0) / max(fleet - 1, 1)
-    return 1.0 - cfg.shared_damping * np.minimum(1.0, share / cfg.shared_ratio)
 
 
 def _finding(scored: _Scored, fleet: int) -> Finding:

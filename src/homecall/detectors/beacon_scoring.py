@@ -30,6 +30,7 @@ __all__ = [
     "score_intervals_batch",
     "score_sizes",
     "score_sizes_batch",
+    "shared_factor",
 ]
 
 # Quartile coefficient of dispersion (Q3-Q1)/(Q3+Q1) of exponential (Poisson-arrival) gaps:
@@ -256,6 +257,15 @@ def beacon_score(
             cfg,
         )[0]
     )
+
+
+def shared_factor(dst_hosts: Ints, fleet: int, cfg: BeaconConfig) -> Floats:
+    """1 for a destination of one host; down to 1 - shared_damping when shared_ratio of the
+    fleet talks to it. Not applied in a fleet smaller than min_fleet."""
+    if fleet < cfg.min_fleet:
+        return np.ones(len(dst_hosts))
+    share = np.maximum(dst_hosts - 1, 0) / max(fleet - 1, 1)
+    return 1.0 - cfg.shared_damping * np.minimum(1.0, share / cfg.shared_ratio)
 
 
 def _qcd(sorted_values: Floats, offsets: Ints) -> Floats:

@@ -76,10 +76,6 @@ class Tables:
     def __getitem__(self, name: str) -> ir.Table:
         return self._tables[name]
 
-    def names(self) -> tuple[str, ...]:
-        """Names of the tables available."""
-        return tuple(self._tables)
-
     def batches(self, expr: ir.Table, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
         """Execute `expr` and stream its rows as Arrow batches of the expression's own types.
 
