@@ -21,8 +21,8 @@ demo: $(STAMP)
 	$(BIN)/homecall hunt demo/logs --store demo/store --json demo/findings.jsonl --top 25
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

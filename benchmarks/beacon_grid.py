@@ -27,8 +27,10 @@ from homecall.detectors.beacon_scoring import (
     score_intervals,
     score_sizes,
     shared_factor,
+    sleep_change,
 )
 from homecall.simulator.grid import (
+    CHANGES,
     DAY_S,
     NULL_KINDS,
     SLEEPS_S,
@@ -36,6 +38,7 @@ from homecall.simulator.grid import (
     Series,
     beacon_series,
     cells,
+    changing_series,
     null_series,
     window_for,
 )
@@ -149,9 +152,40 @@ def main() -> None:
                     period_total += 1
                     period_hits += period_ok(timing, cell)
         rows.append((cell, {k: hits[k] / args.replicates for k in COLUMNS}))
+    changes = _changes(rng, args.replicates, thresholds[DAY_S])
     elapsed = time.perf_counter() - started
-    _write(rows, thresholds, args, elapsed, period_hits, period_total)
+    _write(rows, thresholds, args, elapsed, period_hits, period_total, changes)
     print(_summary(rows, period_hits, period_total))
+    print()
+    print(changes)
+
+
+def _changes(rng: np.random.Generator, replicates: int, limits: dict[str, float]) -> str:
+    """TPR of implants whose sleep changes halfway through a day, and how often the change
+    itself is found (before and after within 10 % of the two sleeps' means)."""
+    lines = [
+        "| sleep before -> after | jitter | homecall TPR | change found | RITA v5 TPR |",
+        "|---|---|---|---|---|",
+    ]
+    for before, after in CHANGES:
+        for jitter, kind in ((0.0, "one-sided"), (0.2, "one-sided"), (0.5, "symmetric")):
+            hits = found = rita = 0
+            for _ in range(replicates * 3):
+                series = changing_series(rng, before, after, jitter, kind)
+                hits += homecall_score(series, 1) > limits["homecall"]
+                rita += rita_score(series, 1) > limits["rita"]
+                change = sleep_change(series.ts_us, CFG)
+                mean = 1 - jitter / 2 if kind == "one-sided" else 1.0
+                found += change is not None and all(
+                    abs(seen - sleep * mean) <= 0.1 * sleep * mean
+                    for seen, sleep in ((change[0], before), (change[1], after))
+                )
+            total = replicates * 3
+            lines.append(
+                f"| {_sleep(before)} -> {_sleep(after)} | {jitter:.0%} {kind} |"
+                f" {hits / total:.2f} | {found / total:.2f} | {rita / total:.2f} |"
+            )
+    return "\n".join(lines)
 
 
 def _summary(rows: list[tuple[Cell, dict[str, float]]], period_hits: int, period_total: int) -> str:
@@ -187,6 +221,7 @@ def _write(
     elapsed: float,
     period_hits: int,
     period_total: int,
+    changes: str,
 ) -> None:
     head = [
         "# Beacon grid: every cell",
@@ -203,7 +238,8 @@ def _write(
             f"| {window / DAY_S:.0f} d | {t['homecall']:.3f} | {t['rita']:.3f} |"
             f" {t['homecall (irregular null)']:.3f} | {t['rita (irregular null)']:.3f} |"
         )
-    head += ["", _summary(rows, period_hits, period_total), "", "## Cells", ""]
+    head += ["", _summary(rows, period_hits, period_total), "", "## A sleep that changes", ""]
+    head += [changes, "", "## Cells", ""]
     head.append(
         "| sleep | jitter | kind | missed | conns | homecall | RITA"
         " | homecall (irr.) | RITA (irr.) |"

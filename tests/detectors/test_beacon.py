@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from homecall.config import Config
+from homecall.detectors import beacon_null
 from homecall.detectors.beacon import BeaconConfig, score_intervals, score_sizes
+from homecall.detectors.beacon_scoring import null_z, score_intervals_batch, sleep_change
 from homecall.pipeline import hunt
 from homecall.store import Store
 
@@ -21,38 +23,48 @@ def _every(period: float, n: int) -> list[float]:
     return [i * period for i in range(n)]
 
 
-def _calibrated(statistic: float, intervals: int) -> float:
-    """docs/detection.md: max(confidence x (0.5 + 0.5 strength), strength x (1 - 1/sqrt(n)))."""
-    z = (statistic - 0.27) * np.sqrt(intervals) / 0.56
-    strength = (statistic - 0.25) / 0.75
-    confidence = min(1.0, max(0.0, (z - 3.0) / 5.0))
-    return max(confidence * (0.5 + 0.5 * strength), strength * (1 - 1 / np.sqrt(intervals)))
+def _regularity(spread: float, intervals: int, mean_gap: float) -> float:
+    """docs/detection.md: confidence(z) x (0.5 + 0.5 strength), z from the Poisson null table
+    at the merge load x, where x e^-x = merge gap (2 s) / mean gap."""
+    statistic = np.log(max(spread, 0.003))
+    load = 2.0 / mean_gap
+    for _ in range(20):  # fixed point of x = (2 / mean_gap) e^x
+        load = 2.0 / mean_gap * np.exp(load)
+    z = float(null_z(np.array([statistic]), np.array([load]), np.array([intervals]))[0])
+    poisson = np.interp(load, beacon_null.LOADS, [row[-1] for row in beacon_null.CENTER])
+    strength = 1 - np.exp(statistic - poisson)
+    return min(1.0, max(0.0, (z - 1.5) / 5.0)) * (0.5 + 0.5 * strength)
 
 
 @pytest.mark.parametrize(
     ("seconds", "regularity", "period_s", "missed", "checkins", "per_checkin"),
     [
-        # 101 exact check-ins: 100 intervals, dispersion 0, statistic 1: z = 0.73 x 10 / 0.56
-        # = 13 (full confidence), strength 1
-        (_every(60, 101), 1.0, 60.0, 0.0, 101, 1.0),
-        # every 4th of 101 check-ins dropped: 76 left, gaps 60, 60, 120 x 25, so 25 of 100 missed;
-        # folded gaps are exact: statistic 1 - 0.25 = 0.75 over 75 intervals: z = 7.42,
-        # confidence 0.884, strength 0.667: 0.884 x 0.833 = 0.737 (> 0.667 x (1 - 1/sqrt(75)))
+        # 101 exact check-ins: log-interval spread 0 (read as the 0.003 floor), full confidence
+        (_every(60, 101), _regularity(0.0, 100, 60), 60.0, 0.0, 101, 1.0),
+        # every 4th of 101 check-ins dropped: 76 left, gaps 60, 60, 120 x 25. Log gaps over the
+        # median: 0 (50 times) and ln 2 (25): spread ln 2 x sqrt(1/3 x 2/3) = 0.327; the
+        # mixture fit folds the 120 s gaps: period 60, 25 of 100 sleeps missed
         (
             [t for i, t in enumerate(_every(60, 101)) if i % 4 != 3],
-            _calibrated(0.75, 75),
+            _regularity(np.log(2) * np.sqrt(2) / 3, 75, 80),
             60.0,
             0.25,
             76,
             1.0,
         ),
         # two connections 0.4 s apart per check-in: merged, so 50 check-ins of 2
-        (sorted(_every(60, 50) + [t + 0.4 for t in _every(60, 50)]), 1.0, 60.0, 0.0, 50, 2.0),
+        (
+            sorted(_every(60, 50) + [t + 0.4 for t in _every(60, 50)]),
+            _regularity(0.0, 49, 60),
+            60.0,
+            0.0,
+            50,
+            2.0,
+        ),
         # Empire's 5 s sleep is not mistaken for a multi-connection check-in
-        (_every(5, 50), 1.0, 5.0, 0.0, 50, 1.0),
-        # a slow beacon: 12 exact daily check-ins: z = 0.73 x sqrt(11) / 0.56 = 4.32, so
-        # confidence 0.26; the strength path wins: 1 x (1 - 1/sqrt(11)) = 0.70
-        (_every(86_400, 12), 1 - 1 / np.sqrt(11), 86_400.0, 0.0, 12, 1.0),
+        (_every(5, 50), _regularity(0.0, 49, 60), 5.0, 0.0, 50, 1.0),
+        # a slow beacon: 12 exact daily check-ins are as sure as a fast one
+        (_every(86_400, 12), _regularity(0.0, 11, 86_400), 86_400.0, 0.0, 12, 1.0),
     ],
 )
 def test_score_intervals_hand_worked(
@@ -70,6 +82,25 @@ def test_score_intervals_hand_worked(
     assert score.checkins == checkins
     assert score.conns_per_checkin == pytest.approx(per_checkin)
     assert score.regularity == pytest.approx(regularity, abs=0.005)
+    assert score.regularity > 0.8
+
+
+def test_null_table_lookup_is_exact_on_the_grid() -> None:
+    j = beacon_null.INTERVALS.index(100)
+    for i, load in enumerate(beacon_null.LOADS):
+        center, spread = beacon_null.CENTER[i][j], beacon_null.SPREAD[i][j]
+        z = null_z(np.array([center - 2 * spread]), np.array([load]), np.array([100]))
+        assert z[0] == pytest.approx(2.0)
+
+
+def test_poisson_null_is_calibrated() -> None:
+    """About 1 in 1,000 Poisson series passes z > 3.09, whatever its rate or length."""
+    rng = np.random.default_rng(3)
+    for mean_gap, n in ((1000.0, 20), (60.0, 300), (8.0, 500), (3.0, 200)):
+        ts = [np.cumsum(rng.exponential(mean_gap, size=n)) for _ in range(4000)]
+        offsets = np.concatenate(([0], np.cumsum([len(t) for t in ts])))
+        z = score_intervals_batch(_ts(np.concatenate(ts)), offsets, CFG).periodicity_z
+        assert 0.0002 < (z > 3.09).mean() < 0.004, (mean_gap, n)
 
 
 def test_too_few_checkins_give_no_score() -> None:
@@ -95,7 +126,8 @@ def test_cobalt_strike_half_jitter_stays_regular() -> None:
     score = score_intervals(_ts(np.cumsum(gaps)), CFG)
     assert score is not None
     assert score.regularity > 0.6
-    assert 40 < score.period_s < 50  # the median interval: 60 * (1 - 0.25)
+    assert score.period_s == pytest.approx(45, rel=0.02)  # the mean sleep: 60 * (1 - 0.25)
+    assert score.missed_fraction == 0.0  # a wide jitter is not mistaken for missed check-ins
 
 
 @pytest.mark.parametrize(
@@ -146,3 +178,21 @@ def test_wrccdc_tsv_and_json_give_the_same_beacons(samples: Path, tmp_path: Path
         results.append([(f.src, f.dst, f.dst_port, round(f.score, 6)) for f in found])
     assert results[0] == results[1]
     assert results[0]  # TLS-only data is analysed, not skipped
+
+
+def test_a_sleep_that_changes_mid_run_is_found() -> None:
+    rng = np.random.default_rng(4)
+    before = np.cumsum(60 * (1 - rng.uniform(0, 0.2, size=300)))  # 60 s, 20 % jitter
+    after = before[-1] + np.cumsum(300 * (1 - rng.uniform(0, 0.2, size=100)))  # then 5 min
+    change = sleep_change(_ts(np.concatenate([before, after])), CFG)
+    assert change is not None
+    assert change[0] == pytest.approx(54, rel=0.05)  # medians: 60 x 0.9 and 300 x 0.9
+    assert change[1] == pytest.approx(270, rel=0.05)
+    assert change[2] == pytest.approx(before[-1], abs=1e-3)  # the first 5 min sleep starts here
+    assert score_intervals(_ts(np.concatenate([before, after])), CFG).regularity > 0.5  # type: ignore[union-attr]
+
+
+def test_a_steady_or_random_series_has_no_sleep_change() -> None:
+    rng = np.random.default_rng(5)
+    assert sleep_change(_ts(np.cumsum(60 * (1 - rng.uniform(0, 0.5, size=400)))), CFG) is None
+    assert sleep_change(_ts(np.cumsum(rng.exponential(60, size=400))), CFG) is None

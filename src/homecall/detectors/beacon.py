@@ -7,9 +7,11 @@ sizes per pair, fleet prevalence) is Ibis; the per-pair maths is pure NumPy in `
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import ibis
@@ -29,6 +31,7 @@ from homecall.detectors.beacon_scoring import (
     score_sizes,
     score_sizes_batch,
     shared_factor,
+    sleep_change,
 )
 from homecall.detectors.common import (
     host_name,
@@ -185,7 +188,40 @@ def run(tables: Tables, cfg: BeaconConfig) -> Iterator[Finding]:
     found: list[Finding] = []
     for batch in tables.batches(candidates(series, cfg)):
         found.extend(_score_batch(batch, cfg, fleet, window_s))
-    yield from _with_uids(tables, series, rank(found))
+    yield from _with_uids(tables, series, rank(_same_period(found)))
+
+
+SAME_PERIOD_TOLERANCE = 0.1  # periods within 10 % of each other are the same timer
+
+
+def _same_period(found: list[Finding]) -> list[Finding]:
+    """Note, on each beacon, how many internal hosts call the same destination at the same
+    period: the signature of a fleet-wide timer (an agent, an updater) rather than one implant.
+    The score is already lowered by the destination's prevalence (a superset of these hosts)."""
+    by_dst: dict[tuple[object, str | None], list[Finding]] = {}
+    for f in found:
+        by_dst.setdefault((f.evidence["grouping"], f.dst), []).append(f)
+    out = []
+    for f in found:
+        period = float(f.evidence["period_s"])
+        hosts = {
+            g.src
+            for g in by_dst[(f.evidence["grouping"], f.dst)]
+            if abs(float(g.evidence["period_s"]) - period)
+            <= SAME_PERIOD_TOLERANCE * max(period, 1e-9)
+        }
+        if len(hosts) < 2:
+            out.append(f)
+            continue
+        reason = f"{len(hosts)} internal hosts call {f.dst} at this period"
+        context = f.evidence.get("context")
+        evidence = {
+            **f.evidence,
+            "same_period_hosts": len(hosts),
+            "context": f"{context}; {reason}" if context else reason,
+        }
+        out.append(dataclasses.replace(f, evidence=evidence))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +239,7 @@ class _Scored:
     persistence: dict[str, float]
     histogram: dict[str, list[float]]
     connections: int
+    change: dict[str, object] | None
 
 
 def _score_batch(
@@ -248,9 +285,20 @@ def _score_batch(
                 persistence=persistence(series_ts, window_s, cfg),
                 histogram=interval_histogram(series_ts, interval.period_s),
                 connections=int(offsets[i + 1] - offsets[i]),
+                change=_change(series_ts, cfg),
             ),
             fleet,
         )
+
+
+def _change(ts_us: Ints, cfg: BeaconConfig) -> dict[str, object] | None:
+    """The sleep change of a series, as evidence (`sleep_change`)."""
+    found = sleep_change(ts_us, cfg)
+    if found is None:
+        return None
+    before, after, at_s = found
+    at = datetime.fromtimestamp(at_s, UTC).isoformat()
+    return {"before_s": round(before, 3), "after_s": round(after, 3), "changed_at": at}
 
 
 def persistence(ts_us: Ints, window_s: float, cfg: BeaconConfig) -> dict[str, float]:
@@ -305,6 +353,8 @@ def _finding(scored: _Scored, fleet: int) -> Finding:
         "fleet_hosts": fleet,
         "interval_histogram": scored.histogram,
     }
+    if scored.change:
+        evidence["sleep_change"] = scored.change
     reasons = []
     if scored.shared < 1.0:
         evidence["shared_destination_factor"] = round(scored.shared, 3)

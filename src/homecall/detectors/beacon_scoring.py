@@ -13,39 +13,38 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from homecall.detectors import segments
+from homecall.detectors import beacon_null, segments
 from homecall.detectors.segments import Floats, Ints
 
 __all__ = [
-    "POISSON_FLOOR",
-    "POISSON_QCD",
     "BeaconConfig",
+    "Checkins",
     "IntervalScore",
     "IntervalScores",
     "SizeScore",
     "SizeScores",
     "beacon_score",
+    "checkins_batch",
     "combine",
+    "dispersion_batch",
+    "merge_load",
+    "null_z",
+    "period_batch",
     "score_intervals",
     "score_intervals_batch",
     "score_sizes",
     "score_sizes_batch",
     "shared_factor",
+    "sleep_change",
 ]
 
-# Quartile coefficient of dispersion (Q3-Q1)/(Q3+Q1) of exponential (Poisson-arrival) gaps:
-# (ln 4 - ln 4/3)/(ln 4 + ln 4/3) = 0.6563. Regularity is measured against this null.
-POISSON_QCD = float((np.log(4) - np.log(4 / 3)) / (np.log(4) + np.log(4 / 3)))
-# Folding gaps for missed check-ins makes even Poisson traffic look somewhat regular. Measured
-# over 3,000 Poisson series for each n from 5 to 3,000 intervals, the regularity statistic
-# `max(raw, folded * (1 - missed))` is centred on 0.27 and its upper quantiles follow
-# 0.27 + z * 0.56 / sqrt(n) (z = 2.33 at the 99th, 3.09 at the 99.9th percentile, within 0.02):
-# z is the periodicity test, calibrated on the irregular null whatever the number of intervals.
-POISSON_CENTER = 0.27
-POISSON_SPREAD = 0.56
-POISSON_FLOOR = 0.25  # strength of regularity reads 0 here
-Z_FLOOR = 3.0  # below this a series is not more regular than Poisson at about p = 1e-3
-Z_FULL = 8.0  # at this (p = 6e-16) confidence is full, even over millions of tested pairs
+LOW_CLIP = 0.1  # an interval under a tenth of the median counts as a tenth: bounded influence
+SD_FLOOR = 0.003  # log-interval spread below this (clock resolution) reads as this
+Z_FLOOR = 1.5  # confidence 0 here ...
+Z_FULL = 6.5  # ... and 1 here (p = 4e-11: sure even over millions of tested pairs)
+EM_ROUNDS = 12
+VAR_FLOOR = 0.001  # sleeps are known to 0.1 % at best (clock resolution, scheduling)
+EM_MAX_MULTIPLE = 4  # a gap is 1..4 sleeps; longer gaps count as 4 (outages are not check-ins)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,12 +52,15 @@ class BeaconConfig:
     """Settings under [detectors.beacon] in homecall.toml."""
 
     min_checkins: int = 4  # fewer give 2 intervals: no usable dispersion statistic (RITA uses 4)
-    merge_gap_s: float = 5.0  # connections this close are one check-in (multi-connection implants)
-    merge_ratio: float = 0.3  # ...and only if also under 30 % of the typical gap (keeps 5 s sleeps)
+    # Connections this close are one check-in (multi-connection implants open theirs within
+    # a second), and only if also under 20 % of the typical gap (keeps 5 s sleeps). The null
+    # table (beacon_null.py) is calibrated for these two values.
+    merge_gap_s: float = 2.0
+    merge_ratio: float = 0.2
     min_period_s: float = 1.0  # faster "check-ins" are bursts of one session (C2 sleeps are >= 1 s)
     min_score: float = 0.3  # below this a pair is not reported; Poisson traffic scores < 0.1
     shared_ratio: float = 0.1  # a destination 10 % of the fleet talks to is shared infrastructure
-    shared_damping: float = 0.8  # ...and its score is cut by up to 80 % (lowered, never hidden)
+    shared_damping: float = 0.9  # ...and its score is cut by up to 90 % (lowered, never hidden)
     min_fleet: int = 10  # prevalence means nothing in a fleet smaller than this
     service_damping: float = 0.5  # a known timer-driven service (NTP, OCSP, updates): score x0.5
     working_hours_utc: tuple[int, int] = (8, 18)  # for off_hours_ratio: weekdays, hours in UTC
@@ -138,67 +140,225 @@ class SizeScores:
         )
 
 
-def score_intervals_batch(ts_us: Ints, offsets: Ints, cfg: BeaconConfig) -> IntervalScores:
-    """Regularity of check-ins of every series, with period, jitter and missed check-ins."""
-    ts = segments.sort(ts_us.astype(np.float64) / 1e6, offsets)
+@dataclass(frozen=True, slots=True)
+class Checkins:
+    """Connections merged into check-ins: the intervals between check-in starts per series."""
+
+    starts: Floats  # seconds: when each check-in began, series after series
+    intervals: Floats  # seconds between successive starts
+    offsets: Ints  # of `intervals`
+    checkins: Ints  # per series
+    gaps: Ints  # connection gaps per series (connections - 1)
+    merge_below_s: Floats  # per series: gaps under this joined two connections
+
+
+def checkins_batch(ts_s: Floats, offsets: Ints, cfg: BeaconConfig) -> Checkins:
+    """A connection starts a check-in unless it follows the previous one within
+    min(merge_gap_s, merge_ratio x the 90th percentile gap) of its series."""
+    ts = segments.sort(ts_s, offsets)
     gaps, gap_offsets = segments.diff(ts, offsets)
     typical = segments.quantile(segments.sort(gaps, gap_offsets), gap_offsets, 0.9)
-    merge_below = np.minimum(cfg.merge_gap_s, cfg.merge_ratio * typical)
-    # A connection starts a check-in unless it follows the previous one within merge_below.
+    merge_below = np.nan_to_num(np.minimum(cfg.merge_gap_s, cfg.merge_ratio * typical))
     gap_series = segments.ids(gap_offsets)
     later = np.arange(len(gaps)) - gap_offsets[gap_series] + offsets[gap_series] + 1
     is_start = np.ones(len(ts), dtype=bool)
     is_start[later] = gaps > merge_below[gap_series]
-    series_count = len(offsets) - 1
-    per_series = np.bincount(segments.ids(offsets)[is_start], minlength=series_count)
+    per_series = np.bincount(segments.ids(offsets)[is_start], minlength=len(offsets) - 1)
     start_offsets = np.concatenate(([0], np.cumsum(per_series)))
     intervals, offsets_i = segments.diff(ts[is_start], start_offsets)
-    sorted_intervals = segments.sort(intervals, offsets_i)
-    period = segments.quantile(sorted_intervals, offsets_i, 0.5)
-    n_intervals = segments.lengths(offsets_i)
-    n_gaps = segments.lengths(gap_offsets)
-    enough = (n_gaps >= cfg.min_checkins - 1) & (n_intervals >= cfg.min_checkins - 1)
-    valid = enough & (np.nan_to_num(period) >= cfg.min_period_s) & (np.nan_to_num(period) > 0)
-    # Missed check-ins: each interval divided by its nearest multiple of the median interval.
-    safe_period = np.where(valid, period, 1.0)[segments.ids(offsets_i)]
-    multiples = np.maximum(1.0, np.round(intervals / safe_period))
-    folded = intervals / multiples
-    expected = segments.sums(multiples, offsets_i)
-    missed = np.divide(
-        segments.sums(multiples - 1, offsets_i),
-        expected,
-        out=np.zeros(series_count),
-        where=expected > 0,
+    return Checkins(
+        ts[is_start], intervals, offsets_i, segments.lengths(start_offsets),
+        segments.lengths(gap_offsets), merge_below,
+    )  # fmt: skip
+
+
+def dispersion_batch(intervals: Floats, offsets: Ints) -> tuple[Floats, Floats]:
+    """The spread of each series' log intervals, as log(sd), and the median interval.
+
+    Intervals are measured against their median and clipped below at LOW_CLIP of it, so one
+    stray connection cannot dominate; long gaps (outages, missed check-ins) stay in. Poisson
+    arrivals give sd 1.28 (the Gumbel spread of log-exponential gaps) before merging.
+    """
+    median = segments.quantile(segments.sort(intervals, offsets), offsets, 0.5)
+    safe = np.where(np.nan_to_num(median) > 0, median, 1.0)[segments.ids(offsets)]
+    logs = np.maximum(np.log(np.maximum(intervals, 1e-9) / safe), math.log(LOW_CLIP))
+    spread = segments.std(logs, offsets)
+    return np.log(np.maximum(spread, SD_FLOOR)), median
+
+
+def merge_load(checkins: Checkins) -> Floats:
+    """The Poisson-equivalent merge load x = rate x merge gap of each series.
+
+    Merging makes random traffic look more regular the more of its gaps fall under the merge
+    gap, so the null is indexed by x. Measured on check-ins, a Poisson process of rate r gives
+    x e^-x with x = r g; this inverts it (x <= 1)."""
+    span = segments.sums(checkins.intervals, checkins.offsets)
+    n = segments.lengths(checkins.offsets)
+    rate = np.divide(n, span, out=np.zeros(len(span)), where=span > 0)
+    seen = np.clip(rate * checkins.merge_below_s, 0.0, math.exp(-1.0))
+    return np.interp(seen, _LOAD_GRID * np.exp(-_LOAD_GRID), _LOAD_GRID)
+
+
+_LOAD_GRID = np.linspace(0.0, 1.0, 2001)
+
+
+def null_z(statistic: Floats, load: Floats, n_intervals: Ints) -> Floats:
+    """How many null standard deviations below Poisson arrivals (same load, same number of
+    intervals) a log-spread lies: the calibrated periodicity test (beacon_null.py)."""
+    loads = np.asarray(beacon_null.LOADS)
+    log_ns = np.log(np.asarray(beacon_null.INTERVALS, dtype=np.float64))
+    center = np.asarray(beacon_null.CENTER)
+    spread = np.asarray(beacon_null.SPREAD)
+    x = np.clip(load, loads[0], loads[-1])
+    log_n = np.log(np.maximum(n_intervals, 1).astype(np.float64))
+    inside = np.clip(log_n, log_ns[0], log_ns[-1])
+    mu = _bilinear(loads, log_ns, center, x, inside)
+    sd = _bilinear(loads, log_ns, spread, x, inside)
+    sd = sd * np.exp(0.5 * np.minimum(log_ns[-1] - log_n, 0.0))  # beyond the table: 1/sqrt(n)
+    return np.asarray((mu - statistic) / sd, dtype=np.float64)
+
+
+def _bilinear(xs: Floats, ys: Floats, table: Floats, x: Floats, y: Floats) -> Floats:
+    i = np.clip(np.searchsorted(xs, x, side="right") - 1, 0, len(xs) - 2)
+    j = np.clip(np.searchsorted(ys, y, side="right") - 1, 0, len(ys) - 2)
+    tx = (x - xs[i]) / (xs[i + 1] - xs[i])
+    ty = (y - ys[j]) / (ys[j + 1] - ys[j])
+    low = table[i, j] * (1 - ty) + table[i, j + 1] * ty
+    high = table[i + 1, j] * (1 - ty) + table[i + 1, j + 1] * ty
+    return np.asarray(low * (1 - tx) + high * tx, dtype=np.float64)
+
+
+def period_batch(intervals: Floats, offsets: Ints) -> tuple[Floats, Floats, Floats]:
+    """Mean sleep, its standard deviation and the missed fraction of each series.
+
+    A gap is k sleeps (k = 1..4, k - 1 check-ins missed, each with probability m); a sleep is
+    ~N(mu, s^2), so a gap of k sleeps ~N(k mu, k s^2). EM fits (mu, s, m); the plain mean
+    (no missed check-ins) is kept unless the mixture's log-likelihood beats it by more than
+    log(n), the price of its extra parameter (BIC), so a widely jittered beacon is not folded.
+    """
+    n = segments.lengths(offsets)
+    ids = segments.ids(offsets)
+    count = np.maximum(n, 1).astype(np.float64)
+    mean = segments.sums(intervals, offsets) / count
+    var0 = np.maximum(segments.std(intervals, offsets) ** 2, (VAR_FLOOR * mean) ** 2 + 1e-12)
+    plain = segments.sums(_normal_logpdf(intervals, mean[ids], var0[ids]), offsets)
+    ks = np.arange(1, EM_MAX_MULTIPLE + 1, dtype=np.float64)
+    median = segments.quantile(segments.sort(intervals, offsets), offsets, 0.5)
+    mu = np.where(np.nan_to_num(median) > 0, median, 1.0)
+    var = (0.1 * mu) ** 2
+    missed = np.full(len(mu), 0.1)
+    total = segments.sums(intervals, offsets)
+    for _ in range(EM_ROUNDS):
+        weights, log_like = _responsibilities(intervals, ids, ks, mu, var, missed)
+        sleeps = weights @ ks  # expected sleeps in each gap
+        expected = np.maximum(segments.sums(sleeps, offsets), 1e-12)
+        mu = np.where(expected > 0, total / expected, mu)
+        resid = (weights * (intervals[:, None] - ks * mu[ids][:, None]) ** 2 / ks).sum(axis=1)
+        var = np.maximum(segments.sums(resid, offsets) / count, (VAR_FLOOR * mu) ** 2 + 1e-12)
+        missed = np.clip(1.0 - n / expected, 0.0, 0.9)
+    _, log_like = _responsibilities(intervals, ids, ks, mu, var, missed)
+    mixture = segments.sums(log_like, offsets)
+    folded = mixture - plain > np.log(np.maximum(n, 2))
+    return (
+        np.where(folded, mu, mean),
+        np.sqrt(np.where(folded, var, var0)),
+        np.where(folded, missed, 0.0),
     )
-    sorted_folded = segments.sort(folded, offsets_i)
-    raw_qcd = _qcd(sorted_intervals, offsets_i)
-    folded_qcd = _qcd(sorted_folded, offsets_i)
-    regular_raw = np.maximum(0.0, 1.0 - raw_qcd / POISSON_QCD)
-    regular_folded = np.maximum(0.0, 1.0 - folded_qcd / POISSON_QCD) * (1.0 - missed)
-    statistic = np.maximum(regular_raw, regular_folded)
-    z = (statistic - POISSON_CENTER) * np.sqrt(n_intervals) / POISSON_SPREAD
-    strength = np.clip((statistic - POISSON_FLOOR) / (1 - POISSON_FLOOR), 0.0, 1.0)
+
+
+def _normal_logpdf(x: Floats, mean: Floats, var: Floats) -> Floats:
+    return np.asarray(-0.5 * ((x - mean) ** 2 / var + np.log(2 * np.pi * var)), dtype=np.float64)
+
+
+def _responsibilities(
+    intervals: Floats, ids: Ints, ks: Floats, mu: Floats, var: Floats, missed: Floats
+) -> tuple[npt.NDArray[np.float64], Floats]:
+    """P(gap i is k sleeps) for every gap and k, and each gap's log-likelihood."""
+    m = np.clip(missed, 1e-6, 0.9)[ids][:, None]
+    logp = (
+        _normal_logpdf(intervals[:, None], ks * mu[ids][:, None], ks * var[ids][:, None])
+        + (ks - 1) * np.log(m)
+        + np.log1p(-m)
+    )
+    top = logp.max(axis=1)
+    weights = np.exp(logp - top[:, None])
+    total = weights.sum(axis=1)
+    return weights / total[:, None], top + np.log(total)
+
+
+def score_intervals_batch(ts_us: Ints, offsets: Ints, cfg: BeaconConfig) -> IntervalScores:
+    """Regularity of check-ins of every series, with period, jitter and missed check-ins."""
+    found = checkins_batch(ts_us.astype(np.float64) / 1e6, offsets, cfg)
+    n = segments.lengths(found.offsets)
+    statistic, median = dispersion_batch(found.intervals, found.offsets)
+    enough = (found.gaps >= cfg.min_checkins - 1) & (n >= cfg.min_checkins - 1)
+    valid = enough & (np.nan_to_num(median) >= cfg.min_period_s)
+    load = merge_load(found)
+    z = np.where(valid, np.nan_to_num(null_z(statistic, load, n)), 0.0)
+    # how sure (the calibrated test) times how periodic (the spread against Poisson's): a
+    # long, loosely jittered beacon scores; a short, noisy one does not
+    poisson = _bilinear(
+        np.asarray(beacon_null.LOADS),
+        np.log(np.asarray(beacon_null.INTERVALS, dtype=np.float64)),
+        np.asarray(beacon_null.CENTER),
+        np.clip(load, beacon_null.LOADS[0], beacon_null.LOADS[-1]),
+        np.full(len(load), math.log(beacon_null.INTERVALS[-1])),
+    )
+    strength = np.clip(1.0 - np.exp(statistic - poisson), 0.0, 1.0)
     confidence = np.clip((z - Z_FLOOR) / (Z_FULL - Z_FLOOR), 0.0, 1.0)
-    # How sure (the calibrated test) times how periodic (the dispersion statistic): a long,
-    # loosely jittered beacon scores; short noise does not.
-    calibrated = confidence * (0.5 + 0.5 * strength)
-    # The z-test needs many intervals; a slow beacon (a few dozen check-ins in a week) is
-    # better served by the strength itself, discounted for its few intervals. The better of
-    # the two wins: measured on the grid, this keeps 1-15 min sleeps at 80 % jitter and
-    # raises 6-24 h sleeps (docs/detection.md).
-    weight = 1.0 - 1.0 / np.sqrt(np.maximum(n_intervals, 1))
-    regularity = np.where(valid, np.maximum(calibrated, strength * weight), 0.0)
-    checkins = segments.lengths(start_offsets)
+    regularity = np.where(valid, confidence * (0.5 + 0.5 * strength), 0.0)
+    period = np.where(np.isnan(median), 0.0, median)
+    sd = np.zeros(len(period))
+    missed = np.zeros(len(period))
+    worth = valid & (z > Z_FLOOR)  # the mixture fit costs; only candidates get it
+    if worth.any():
+        sub, sub_offsets = segments.take(found.intervals, found.offsets, worth)
+        fitted = period_batch(sub, sub_offsets)
+        period[worth], sd[worth], missed[worth] = (
+            fitted[0][worth],
+            fitted[1][worth],
+            fitted[2][worth],
+        )
+    jitter = np.divide(math.sqrt(3.0) * sd, period, out=np.zeros(len(period)), where=period > 0)
     return IntervalScores(
         valid=valid,
         regularity=np.nan_to_num(regularity),
-        period_s=segments.quantile(sorted_folded, offsets_i, 0.5),
-        jitter_ratio=np.minimum(raw_qcd, folded_qcd) * 2.0,
+        period_s=period,
+        jitter_ratio=jitter,
         missed_fraction=missed,
-        checkins=checkins,
-        conns_per_checkin=segments.lengths(offsets) / np.maximum(checkins, 1),
-        periodicity_z=np.where(valid, np.nan_to_num(z), 0.0),
+        checkins=found.checkins,
+        conns_per_checkin=(found.gaps + 1) / np.maximum(found.checkins, 1),
+        periodicity_z=z,
     )
+
+
+def sleep_change(ts_us: Ints, cfg: BeaconConfig) -> tuple[float, float, float] | None:
+    """A sleep that changed once mid-run: (median interval before, after, and the time in
+    seconds of the check-in that began the new sleep), or None. The split is the one that best
+    explains the log intervals (least squares); it is reported when it explains more than half
+    their variance and the two medians differ by half or more, each side with at least
+    2 x min_checkins intervals."""
+    found = checkins_batch(np.sort(ts_us).astype(np.float64) / 1e6, np.array([0, len(ts_us)]), cfg)
+    intervals = found.intervals
+    side = 2 * cfg.min_checkins
+    n = len(intervals)
+    if n < 2 * side:
+        return None
+    logs = np.log(np.maximum(intervals, 1e-9))
+    sums = np.concatenate(([0.0], np.cumsum(logs)))
+    squares = np.concatenate(([0.0], np.cumsum(logs * logs)))
+    k = np.arange(side, n - side + 1)
+    left = squares[k] - sums[k] ** 2 / k
+    right = (squares[n] - squares[k]) - (sums[n] - sums[k]) ** 2 / (n - k)
+    total = squares[n] - sums[n] ** 2 / n
+    best = int(np.argmin(left + right))
+    if total <= 0 or (left[best] + right[best]) > 0.5 * total:
+        return None
+    split = int(k[best])
+    before, after = float(np.median(intervals[:split])), float(np.median(intervals[split:]))
+    if max(before, after) < 1.5 * min(before, after):
+        return None
+    return before, after, float(found.starts[split])  # interval i begins at check-in i
 
 
 def score_sizes_batch(sizes: Ints, offsets: Ints) -> SizeScores:
@@ -266,10 +426,3 @@ def shared_factor(dst_hosts: Ints, fleet: int, cfg: BeaconConfig) -> Floats:
         return np.ones(len(dst_hosts))
     share = np.maximum(dst_hosts - 1, 0) / max(fleet - 1, 1)
     return 1.0 - cfg.shared_damping * np.minimum(1.0, share / cfg.shared_ratio)
-
-
-def _qcd(sorted_values: Floats, offsets: Ints) -> Floats:
-    q1 = segments.quantile(sorted_values, offsets, 0.25)
-    q3 = segments.quantile(sorted_values, offsets, 0.75)
-    total = q1 + q3
-    return np.divide(q3 - q1, total, out=np.zeros(len(q1)), where=np.nan_to_num(total) > 0)

@@ -17,7 +17,9 @@ __all__ = [
     "lengths",
     "quantile",
     "sort",
+    "std",
     "sums",
+    "take",
 ]
 
 Floats = npt.NDArray[np.float64]
@@ -66,6 +68,26 @@ def quantile(sorted_values: Floats, offsets: Ints, q: float) -> Floats:
 
 
 def sums(values: Floats, offsets: Ints) -> Floats:
-    """The sum of each series (0 for an empty one)."""
-    total = np.concatenate(([0.0], np.cumsum(values, dtype=np.float64)))
-    return total[offsets[1:]] - total[offsets[:-1]]
+    """The sum of each series (0 for an empty one), each summed on its own: a series gets the
+    same result wherever it sits in the batch."""
+    n = lengths(offsets)
+    out = np.zeros(len(n), dtype=np.float64)
+    has = n > 0
+    if has.any():
+        out[has] = np.add.reduceat(values.astype(np.float64, copy=False), offsets[:-1][has])
+    return out
+
+
+def take(values: Floats, offsets: Ints, keep: npt.NDArray[np.bool_]) -> tuple[Floats, Ints]:
+    """Only the series where `keep` is True, laid end to end with their new offsets."""
+    n = lengths(offsets)
+    mask = np.repeat(keep, n)
+    return values[mask], np.concatenate(([0], np.cumsum(np.where(keep, n, 0))))
+
+
+def std(values: Floats, offsets: Ints) -> Floats:
+    """The population standard deviation of each series (0 for an empty one)."""
+    n = np.maximum(lengths(offsets), 1)
+    mean = sums(values, offsets) / n
+    centred = values - mean[ids(offsets)]
+    return np.sqrt(sums(centred * centred, offsets) / n)

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from homecall.simulator.c2 import schedule
 
 __all__ = [
+    "CHANGES",
     "CONNS",
     "DAY_S",
     "JITTERS",
@@ -28,6 +29,7 @@ __all__ = [
     "Series",
     "beacon_series",
     "cells",
+    "changing_series",
     "null_series",
     "window_for",
 ]
@@ -107,6 +109,26 @@ def beacon_series(rng: np.random.Generator, cell: Cell) -> Series:
     tasks = rng.random(n) < 0.02  # now and then a task and its output
     back[tasks] += rng.lognormal(9, 1.5, int(tasks.sum())).astype(np.int64)
     return Series(plan.conns_s, out, back, cell.window_s)
+
+
+CHANGES = ((60.0, 300.0), (300.0, 60.0), (900.0, 60.0), (10.0, 60.0))  # sleep before, after
+
+
+def changing_series(
+    rng: np.random.Generator, before_s: float, after_s: float, jitter_ratio: float, kind: str
+) -> Series:
+    """An implant whose operator changes the sleep halfway through a 24 h window."""
+    half = DAY_S / 2
+    parts = [
+        schedule(rng, start, start + half, sleep_s=sleep, jitter_ratio=jitter_ratio,
+                 jitter_kind=kind).conns_s
+        for start, sleep in ((0.0, before_s), (half, after_s))
+    ]  # fmt: skip
+    ts = np.concatenate(parts)
+    n = ts.size
+    out = rng.normal(420, 12, n).astype(np.int64)
+    back = rng.normal(310, 10, n).astype(np.int64)
+    return Series(ts, out, back, DAY_S)
 
 
 def null_series(rng: np.random.Generator, kind: str, window_s: float) -> Series:
