@@ -137,7 +137,8 @@ def main() -> None:
             f"{n} (irregular null)": threshold(v[irregular]) for n, v in nulls.items()
         }
     rows = []
-    period_hits = period_total = 0
+    period_hits: dict[float, int] = defaultdict(int)
+    period_total: dict[float, int] = defaultdict(int)
     for cell in cells():
         hits: dict[str, int] = defaultdict(int)
         limits = thresholds[cell.window_s]
@@ -149,8 +150,8 @@ def main() -> None:
                 hits[name] += score > limits[name]
                 hits[f"{name} (irregular null)"] += score > limits[f"{name} (irregular null)"]
                 if name == "homecall" and score > limits[name] and timing is not None:
-                    period_total += 1
-                    period_hits += period_ok(timing, cell)
+                    period_total[cell.jitter_ratio] += 1
+                    period_hits[cell.jitter_ratio] += period_ok(timing, cell)
         rows.append((cell, {k: hits[k] / args.replicates for k in COLUMNS}))
     changes = _changes(rng, args.replicates, thresholds[DAY_S])
     elapsed = time.perf_counter() - started
@@ -188,7 +189,11 @@ def _changes(rng: np.random.Generator, replicates: int, limits: dict[str, float]
     return "\n".join(lines)
 
 
-def _summary(rows: list[tuple[Cell, dict[str, float]]], period_hits: int, period_total: int) -> str:
+def _summary(
+    rows: list[tuple[Cell, dict[str, float]]],
+    period_hits: dict[float, int],
+    period_total: dict[float, int],
+) -> str:
     lines = [
         "| sleep | jitter | homecall TPR min / mean | RITA v5 TPR min / mean"
         " | cells homecall < RITA | irregular null only: homecall / RITA mean |",
@@ -208,9 +213,15 @@ def _summary(rows: list[tuple[Cell, dict[str, float]]], period_hits: int, period
             f" {theirs.min():.2f} / {theirs.mean():.2f} | {worse} of {len(tprs)} |"
             f" {ours_irr:.2f} / {theirs_irr:.2f} |"
         )
-    share = period_hits / period_total if period_total else 0.0
+    hits, total = sum(period_hits.values()), sum(period_total.values())
+    by_jitter = ", ".join(
+        f"{j:.0%} jitter {period_hits[j] / period_total[j]:.1%}" for j in sorted(period_total)
+    )
     lines.append("")
-    lines.append(f"Period within 5 % of the mean sleep: {share:.1%} of {period_total} detections.")
+    lines.append(
+        f"Period within 5 % of the mean sleep: {hits / max(total, 1):.1%} of {total} detections"
+        f" ({by_jitter})."
+    )
     return "\n".join(lines)
 
 
@@ -219,8 +230,8 @@ def _write(
     thresholds: dict[float, dict[str, float]],
     args: argparse.Namespace,
     elapsed: float,
-    period_hits: int,
-    period_total: int,
+    period_hits: dict[float, int],
+    period_total: dict[float, int],
     changes: str,
 ) -> None:
     head = [

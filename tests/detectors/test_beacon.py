@@ -33,7 +33,7 @@ def _regularity(spread: float, intervals: int, mean_gap: float) -> float:
     z = float(null_z(np.array([statistic]), np.array([load]), np.array([intervals]))[0])
     poisson = np.interp(load, beacon_null.LOADS, [row[-1] for row in beacon_null.CENTER])
     strength = 1 - np.exp(statistic - poisson)
-    return min(1.0, max(0.0, (z - 1.5) / 5.0)) * (0.5 + 0.5 * strength)
+    return min(1.0, max(0.0, (z - 1.5) / 8.5)) * (0.5 + 0.5 * strength)
 
 
 @pytest.mark.parametrize(

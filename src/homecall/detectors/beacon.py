@@ -368,7 +368,7 @@ def _finding(scored: _Scored, fleet: int) -> Finding:
     via = " through a proxy" if row["grouping"] == "proxy" else ""
     summary = (
         f"{src} {verb} {dst}:{port}{via} {scored.connections} times, about every "
-        f"{_duration(timing.period_s)} (jitter {timing.jitter_ratio:.0%}, "
+        f"{_duration(timing.period_s)} (jitter ±{timing.jitter_ratio:.0%}, "
         f"{timing.missed_fraction:.0%} check-ins missed)"
     )
     if reasons:

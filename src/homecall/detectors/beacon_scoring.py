@@ -41,7 +41,7 @@ __all__ = [
 LOW_CLIP = 0.1  # an interval under a tenth of the median counts as a tenth: bounded influence
 SD_FLOOR = 0.003  # log-interval spread below this (clock resolution) reads as this
 Z_FLOOR = 1.5  # confidence 0 here ...
-Z_FULL = 6.5  # ... and 1 here (p = 4e-11: sure even over millions of tested pairs)
+Z_FULL = 10.0  # ... and 1 here: a handful of exact gaps (z 7-8) is not yet a sure beacon
 EM_ROUNDS = 12
 VAR_FLOOR = 0.001  # sleeps are known to 0.1 % at best (clock resolution, scheduling)
 EM_MAX_MULTIPLE = 4  # a gap is 1..4 sleeps; longer gaps count as 4 (outages are not check-ins)

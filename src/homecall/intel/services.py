@@ -41,6 +41,8 @@ KNOWN_SUFFIXES: tuple[tuple[str, str], ...] = (
     ("swscan.apple.com", "Apple software update"),
     ("mesu.apple.com", "Apple software update"),
     ("connectivity-check.ubuntu.com", "Ubuntu connectivity check"),
+    ("updates.paloaltonetworks.com", "PAN-OS dynamic updates"),
+    ("wildfire.paloaltonetworks.com", "PAN-OS WildFire cloud"),
 )
 
 
