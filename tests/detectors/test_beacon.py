@@ -196,3 +196,31 @@ def test_a_steady_or_random_series_has_no_sleep_change() -> None:
     rng = np.random.default_rng(5)
     assert sleep_change(_ts(np.cumsum(60 * (1 - rng.uniform(0, 0.5, size=400)))), CFG) is None
     assert sleep_change(_ts(np.cumsum(rng.exponential(60, size=400))), CFG) is None
+
+
+def test_same_period_hosts_are_counted_per_destination() -> None:
+    from datetime import UTC, datetime
+
+    from homecall.detectors.beacon import _same_period
+    from homecall.findings import Finding
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def beacon(src: str, dst: str, period: float) -> Finding:
+        evidence = {"grouping": "domain", "period_s": period}
+        return Finding(
+            detector="beacon", src=src, dst=dst, dst_port=443, score=0.5, first_seen=now,
+            last_seen=now, summary="a beacon", evidence=evidence,
+        )  # fmt: skip
+
+    found = _same_period(
+        [
+            beacon("10.0.0.1", "agent.example", 300.0),
+            beacon("10.0.0.2", "agent.example", 310.0),  # within 10 %: the same timer
+            beacon("10.0.0.3", "agent.example", 900.0),  # another period
+            beacon("10.0.0.4", "other.example", 300.0),  # another destination
+        ]
+    )
+    assert [f.evidence.get("same_period_hosts") for f in found] == [2, 2, None, None]
+    assert found[0].evidence["context"] == "2 internal hosts call agent.example at this period"
+    assert found[0].score == 0.5  # context only: the prevalence factor already lowered it

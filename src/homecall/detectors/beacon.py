@@ -1,12 +1,15 @@
-"""Beacons: an internal host calling one remote IP at a regular interval (docs/detection.md#beacon).
+"""Beacons: an internal host calling one destination at a regular interval
+(docs/detection.md#beacon).
 
-Version 1: per (internal src, remote dst IP) pair. The set-based part (grouping, timestamps and
-sizes per pair, fleet prevalence) is Ibis; the per-pair maths is pure NumPy in `score_intervals`,
-`score_sizes` and the one combining function `beacon_score`, which a later version replaces.
+One series per (internal src, grouping, dst): a domain (TLS SNI, HTTP Host or the DNS name the
+host resolved), a remote IP never named, or a host requested through a web proxy. The set-based
+part (grouping, timestamps and sizes per series, fleet prevalence) is Ibis; the per-series maths
+is pure NumPy on whole batches in `beacon_scoring`, with the one combining function `combine`.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 from collections.abc import Iterator
@@ -197,27 +200,26 @@ SAME_PERIOD_TOLERANCE = 0.1  # periods within 10 % of each other are the same ti
 def _same_period(found: list[Finding]) -> list[Finding]:
     """Note, on each beacon, how many internal hosts call the same destination at the same
     period: the signature of a fleet-wide timer (an agent, an updater) rather than one implant.
-    The score is already lowered by the destination's prevalence (a superset of these hosts)."""
-    by_dst: dict[tuple[object, str | None], list[Finding]] = {}
+    The score is already lowered by the destination's prevalence (a superset of these hosts).
+    A series is one (src, grouping, dst), so each finding of a destination is another host."""
+    by_dst: dict[tuple[object, str | None], list[float]] = {}
     for f in found:
-        by_dst.setdefault((f.evidence["grouping"], f.dst), []).append(f)
+        by_dst.setdefault((f.evidence["grouping"], f.dst), []).append(float(f.evidence["period_s"]))
+    periods = {key: sorted(values) for key, values in by_dst.items()}
     out = []
     for f in found:
         period = float(f.evidence["period_s"])
-        hosts = {
-            g.src
-            for g in by_dst[(f.evidence["grouping"], f.dst)]
-            if abs(float(g.evidence["period_s"]) - period)
-            <= SAME_PERIOD_TOLERANCE * max(period, 1e-9)
-        }
-        if len(hosts) < 2:
+        near = periods[(f.evidence["grouping"], f.dst)]
+        slack = SAME_PERIOD_TOLERANCE * period
+        hosts = bisect.bisect_right(near, period + slack) - bisect.bisect_left(near, period - slack)
+        if hosts < 2:
             out.append(f)
             continue
-        reason = f"{len(hosts)} internal hosts call {f.dst} at this period"
+        reason = f"{hosts} internal hosts call {f.dst} at this period"
         context = f.evidence.get("context")
         evidence = {
             **f.evidence,
-            "same_period_hosts": len(hosts),
+            "same_period_hosts": hosts,
             "context": f"{context}; {reason}" if context else reason,
         }
         out.append(dataclasses.replace(f, evidence=evidence))
