@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from homecall.errors import UnknownFormatError
-from homecall.sources import zeek
+from homecall.sources import bind, dnsmasq, suricata, zeek
 from homecall.sources.fileio import head_of
 from homecall.sources.problems import Problem, Problems
 from homecall.store.schema import Query
@@ -30,7 +30,12 @@ class Reader:
     read: Callable[[Path, Problems], Iterator[tuple[str, pa.RecordBatch | Query]]]
 
 
-READERS: tuple[Reader, ...] = (Reader(zeek.FORMAT, zeek.sniff, zeek.read),)
+READERS: tuple[Reader, ...] = (
+    Reader(zeek.FORMAT, zeek.sniff, zeek.read),
+    Reader(suricata.FORMAT, suricata.sniff, suricata.read),
+    Reader(dnsmasq.FORMAT, dnsmasq.sniff, dnsmasq.read),
+    Reader(bind.FORMAT, bind.sniff, bind.read),
+)
 
 
 def detect(path: Path) -> Reader:
