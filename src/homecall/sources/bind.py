@@ -28,7 +28,7 @@ from homecall.sources.dns_records import (
 )
 from homecall.sources.fileio import open_text
 from homecall.sources.problems import Problems
-from homecall.sources.syslog_time import MONTHS, SyslogClock, parse_syslog
+from homecall.sources.syslog_time import MONTHS, SyslogClock, head_lines, parse_syslog
 
 __all__ = ["FORMAT", "read", "sniff"]
 
@@ -60,16 +60,9 @@ _CLIENT_QUERYISH = re.compile(r"\bclient\b.*: (?:view \S+: )?query(?::| '| \(cac
 
 def sniff(head: bytes) -> bool:
     """True for named's own log lines, or when the first dnsmasq/named syslog line is named's."""
-    clock = SyslogClock(datetime.now(UTC))
-    for line in head.decode("utf-8", "replace").splitlines()[:SNIFF_LINES]:
-        if not line.strip():
-            continue
+    for line, parsed in head_lines(head, SNIFF_LINES):
         if _TIME.match(line) or _CLIENT.match(line):
             return True
-        try:
-            parsed = parse_syslog(line, clock)
-        except ValueError:
-            continue
         if parsed is None:
             continue
         if parsed.program == "named":

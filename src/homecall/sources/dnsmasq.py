@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -33,7 +33,7 @@ from homecall.sources.dns_records import (
 )
 from homecall.sources.fileio import open_text
 from homecall.sources.problems import Problems
-from homecall.sources.syslog_time import SyslogClock, parse_syslog
+from homecall.sources.syslog_time import SyslogClock, head_lines, parse_syslog
 
 __all__ = ["FORMAT", "read", "sniff"]
 
@@ -51,15 +51,7 @@ _FORWARDED = re.compile(r"^forwarded (?P<name>\S+) to \S+$")
 
 def sniff(head: bytes) -> bool:
     """True when the first syslog-style line from dnsmasq or named is from dnsmasq (Pi-hole)."""
-    clock = SyslogClock(datetime.now(UTC))
-    text = head.decode("utf-8", "replace")
-    for line in text.splitlines()[:SNIFF_LINES]:
-        if not line.strip():
-            continue
-        try:
-            parsed = parse_syslog(line, clock)
-        except ValueError:
-            continue
+    for _, parsed in head_lines(head, SNIFF_LINES):
         if parsed is None:
             continue
         if parsed.program.startswith("dnsmasq") or parsed.program == "pihole-FTL":

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from homecall.errors import MalformedInputError
 from homecall.sources.dns_records import QTYPES, RCODES
-from homecall.sources.fileio import is_gzip, open_text
+from homecall.sources.duck import compression, connect, lit, locate_bad_json
 from homecall.sources.problems import Problems
 from homecall.store.schema import schema_of
 
@@ -72,11 +72,11 @@ def read(path: Path, problems: Problems) -> Iterator[tuple[str, pa.RecordBatch]]
     Lines that are not JSON objects with a usable `event_type` and `timestamp` are reported in
     `problems` with their line numbers; events of other types are skipped silently.
     """
-    con = _connect()
+    con = connect()
     reader = (
-        f"read_json({_lit(str(path))}, format='newline_delimited',"
-        f" columns={{{', '.join(f'{_lit(k)}: {_lit(v)}' for k, v in _RAW_COLUMNS.items())}}},"
-        f" compression={_lit(_compression(path))}, ignore_errors=true,"
+        f"read_json({lit(str(path))}, format='newline_delimited',"
+        f" columns={{{', '.join(f'{lit(k)}: {lit(v)}' for k, v in _RAW_COLUMNS.items())}}},"
+        f" compression={lit(compression(path))}, ignore_errors=true,"
         f" maximum_object_size={MAX_OBJECT})"
     )
     # Only dns events and unusable lines (all-NULL rows from ignore_errors) are kept; n is the
@@ -97,30 +97,15 @@ def read(path: Path, problems: Problems) -> Iterator[tuple[str, pa.RecordBatch]]
     finally:
         con.close()
     if bad:
-        _locate_bad_lines(path, problems, bad)
+        locate_bad_json(path, problems, bad, _eve_unusable, "record with an unparseable timestamp")
 
 
-def _locate_bad_lines(path: Path, problems: Problems, expected: int) -> None:
-    """Error path only: find the line numbers of the records DuckDB could not use."""
-    found = 0
-    with open_text(path) as stream:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.add(path, number, f"not valid JSON ({exc.msg})")
-                found += 1
-                continue
-            if not isinstance(record, dict) or not isinstance(record.get("event_type"), str):
-                problems.add(path, number, "record without an event_type")
-                found += 1
-            elif record.get("timestamp") is None:
-                problems.add(path, number, "record without a timestamp")
-                found += 1
-    for _ in range(expected - found):
-        problems.add(path, None, "record with an unparseable timestamp")
+def _eve_unusable(record: object) -> str | None:
+    if not isinstance(record, dict) or not isinstance(record.get("event_type"), str):
+        return "record without an event_type"
+    if record.get("timestamp") is None:
+        return "record without a timestamp"
+    return None
 
 
 def _conform(batch: pa.RecordBatch, path: Path) -> pa.RecordBatch:
@@ -138,25 +123,9 @@ def _conform(batch: pa.RecordBatch, path: Path) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
-    """A private in-memory DuckDB: UTC, and no progress bar of its own on the terminal."""
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET enable_progress_bar = false")
-    return con
-
-
-def _compression(path: Path) -> str:
-    return "gzip" if is_gzip(path) else "uncompressed"
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _code(name: str, codes: dict[str, int], numeric: str) -> str:
     """SQL: the number for a DNS name (`A` -> 1); Suricata's `TYPE123`-style names -> 123."""
-    whens = " ".join(f"WHEN {_lit(k)} THEN {v}" for k, v in codes.items())
+    whens = " ".join(f"WHEN {lit(k)} THEN {v}" for k, v in codes.items())
     fallback = f"TRY_CAST(regexp_extract({name}, '^{numeric}(\\d+)$', 1) AS INTEGER)"
     return f"CASE upper({name}) {whens} ELSE {fallback} END"
 

@@ -12,11 +12,12 @@ and are converted to UTC.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["MONTHS", "SyslogClock", "SyslogLine", "parse_syslog", "rfc3339"]
+__all__ = ["MONTHS", "SyslogClock", "SyslogLine", "head_lines", "parse_syslog", "rfc3339"]
 
 MONTHS: dict[str, int] = {
     name: number
@@ -101,3 +102,17 @@ def parse_syslog(line: str, clock: SyslogClock) -> SyslogLine | None:
         pid=int(pid) if pid is not None else None,
         message=match["msg"],
     )
+
+
+def head_lines(head: bytes, limit: int) -> Iterator[tuple[str, SyslogLine | None]]:
+    """For sniffing: the first `limit` non-blank lines of a file's head, each with its syslog
+    header (None when it has none or its date is impossible). The year does not matter here,
+    so the clock is today's."""
+    clock = SyslogClock(datetime.now(UTC))
+    for line in head.decode("utf-8", "replace").splitlines()[:limit]:
+        if not line.strip():
+            continue
+        try:
+            yield line, parse_syslog(line, clock)
+        except ValueError:
+            yield line, None

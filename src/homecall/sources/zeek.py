@@ -19,7 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from homecall.errors import MalformedInputError
-from homecall.sources.fileio import head_of, is_gzip, open_text
+from homecall.sources.duck import compression, connect, lit, locate_bad_json
+from homecall.sources.fileio import head_of
 from homecall.sources.problems import Problems
 from homecall.sources.zeek_fields import DERIVED, ZeekLog, log_for_fields, log_for_path
 from homecall.store.schema import TIMESTAMP, Query, schema_of
@@ -135,18 +136,18 @@ def _read_tsv(path: Path, problems: Problems) -> Iterator[tuple[str, pa.RecordBa
         target = schema.field(column).type
         source = _choose(alternatives, present)
         selects.append(_tsv_select(column, source, target, header, raw_types))
-    con = _connect()
+    con = connect()
     rejects = "homecall_rejects"
-    sql_types = ", ".join(f"{_lit(f)}: {_lit(t)}" for f, t in raw_types.items())
+    sql_types = ", ".join(f"{lit(f)}: {lit(t)}" for f, t in raw_types.items())
     reader = (
-        f"read_csv({_lit(str(path))}, auto_detect=false, header=false,"
-        f" delim={_lit(header.separator)},"
-        f" comment='#', nullstr={_lit(header.unset)}, quote='', escape='', new_line='\\n',"
-        f" compression={_lit(_compression(path))}, columns={{{sql_types}}},"
-        f" ignore_errors=true, store_rejects=true, rejects_table={_lit(rejects)},"
+        f"read_csv({lit(str(path))}, auto_detect=false, header=false,"
+        f" delim={lit(header.separator)},"
+        f" comment='#', nullstr={lit(header.unset)}, quote='', escape='', new_line='\\n',"
+        f" compression={lit(compression(path))}, columns={{{sql_types}}},"
+        f" ignore_errors=true, store_rejects=true, rejects_table={lit(rejects)},"
         f" rejects_scan='homecall_scans', rejects_limit=1000)"
     )
-    provenance = f"CAST(NULL AS VARCHAR) AS sensor, {_lit(str(path))} AS source_file"
+    provenance = f"CAST(NULL AS VARCHAR) AS sensor, {lit(str(path))} AS source_file"
     sql = f"SELECT {', '.join(selects)}, {provenance} FROM {reader}"
     try:
         con.sql(f"DESCRIBE {sql}")  # bind now: a broken header fails here, naming the file
@@ -177,7 +178,7 @@ def _tsv_select(
         return f"{DERIVED[source][0]} AS {alias}"
     name, first = _strip_first(source)
     ref = _ident(name)
-    empty, setsep = _lit(header.empty), _lit(header.set_separator)
+    empty, setsep = lit(header.empty), lit(header.set_separator)
     if first:
         element = f"string_split({ref}, {setsep})[1]"
         return f"CASE WHEN {ref} = {empty} THEN NULL ELSE {_unescaped(element)} END AS {alias}"
@@ -222,11 +223,11 @@ def _read_json(path: Path, head: bytes, problems: Problems) -> Iterator[tuple[st
     for column, alternatives in zlog.columns.items():
         target = schema.field(column).type
         selects.append(_json_select(column, alternatives, target, raw_types))
-    con = _connect()
-    columns = ", ".join(f"{_lit(f)}: {_lit(t)}" for f, t in raw_types.items())
+    con = connect()
+    columns = ", ".join(f"{lit(f)}: {lit(t)}" for f, t in raw_types.items())
     reader = (
-        f"read_json({_lit(str(path))}, format='newline_delimited', columns={{{columns}}},"
-        f" compression={_lit(_compression(path))}, ignore_errors=true,"
+        f"read_json({lit(str(path))}, format='newline_delimited', columns={{{columns}}},"
+        f" compression={lit(compression(path))}, ignore_errors=true,"
         " maximum_object_size=16777216)"
     )
     bad = 0
@@ -241,7 +242,7 @@ def _read_json(path: Path, head: bytes, problems: Problems) -> Iterator[tuple[st
     except duckdb.Error as exc:
         raise MalformedInputError(path, None, f"unreadable as Zeek JSON: {exc}") from exc
     if bad:
-        _locate_bad_json(path, problems, bad)
+        locate_bad_json(path, problems, bad, _zeek_unusable, "record with an unparseable ts")
 
 
 def _json_select(
@@ -273,24 +274,10 @@ def _json_select(
     return f"{expr} AS {_ident(column)}"
 
 
-def _locate_bad_json(path: Path, problems: Problems, expected: int) -> None:
-    """Error path only: find the line numbers of the records DuckDB could not use."""
-    found = 0
-    with open_text(path) as stream:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.add(path, number, f"not valid JSON ({exc.msg})")
-                found += 1
-                continue
-            if not isinstance(record, dict) or record.get("ts") is None:
-                problems.add(path, number, "record without a usable ts")
-                found += 1
-    for _ in range(expected - found):
-        problems.add(path, None, "record with an unparseable ts")
+def _zeek_unusable(record: object) -> str | None:
+    if not isinstance(record, dict) or record.get("ts") is None:
+        return "record without a usable ts"
+    return None
 
 
 # ------------------------------------------------------------------------- shared
@@ -318,18 +305,6 @@ def _batches(
 
 def _unescape(text: str) -> str:
     return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
-
-
-def _connect() -> duckdb.DuckDBPyConnection:
-    """A private in-memory DuckDB: UTC, and no progress bar of its own on the terminal."""
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET enable_progress_bar = false")
-    return con
-
-
-def _compression(path: Path) -> str:
-    return "gzip" if is_gzip(path) else "uncompressed"
 
 
 def _unescaped(expr: str, empty: str | None = None) -> str:
@@ -378,7 +353,3 @@ def _sql_type(arrow: pa.DataType) -> str:
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
