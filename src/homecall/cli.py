@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -17,10 +17,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from homecall import __version__, pipeline
-from homecall.config import load_config
+from homecall.config import Config, load_config
 from homecall.errors import HomecallError, InputError
 from homecall.findings import Finding
 from homecall.report import findings_table, import_summary, write_jsonl
+from homecall.sources import ReadOptions
 from homecall.store import DEFAULT_STORE, Store
 
 __all__ = ["app"]
@@ -45,6 +46,14 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="homecall.toml (default: ./homecall.toml).")
 ]
 TopOption = Annotated[int, typer.Option("--top", "-n", help="Rows to print.", min=1)]
+TimezoneOption = Annotated[
+    str | None,
+    typer.Option(
+        "--timezone",
+        help="IANA zone of syslog-style logs written in local time (default: [import] in"
+        " homecall.toml, else UTC).",
+    ),
+]
 JsonOption = Annotated[
     Path | None, typer.Option("--json", help="Also write every finding as JSON Lines to FILE.")
 ]
@@ -78,10 +87,16 @@ def import_(
     paths: Annotated[list[Path], typer.Argument(help="Log files or folders.")],
     store: StoreOption = DEFAULT_STORE,
     sensor: SensorOption = None,
+    timezone: TimezoneOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Import logs into the store (idempotent: a file already stored is skipped)."""
-    with _handled(), _progress() as progress:
-        result = pipeline.import_paths(paths, Store(store), sensor=sensor, progress=progress)
+    with _handled():
+        options = _read_options(load_config(config), timezone).read_options
+        with _progress() as progress:
+            result = pipeline.import_paths(
+                paths, Store(store), sensor=sensor, progress=progress, options=options
+            )
     _report_import(result)
     if result.errors:
         raise typer.Exit(2)
@@ -99,10 +114,11 @@ def hunt(
     ] = None,
     config: ConfigOption = None,
     sensor: SensorOption = None,
+    timezone: TimezoneOption = None,
 ) -> None:
     """Import PATHS, run every detector over the time span they cover, print the ranked findings."""
     with _handled():
-        settings = load_config(config)
+        settings = _read_options(load_config(config), timezone)
         with _progress() as progress:
             result = pipeline.hunt(
                 paths, Store(store), settings, detectors=detector, sensor=sensor, progress=progress
@@ -169,6 +185,17 @@ def simulate(
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _read_options(settings: Config, timezone: str | None) -> Config:
+    """`settings` with --timezone, when given, in place of [import] timezone."""
+    if timezone is None:
+        return settings
+    try:
+        options = ReadOptions(timezone=timezone)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--timezone") from exc
+    return replace(settings, read_options=options)
 
 
 def _print_findings(found: list[Finding], top: int, json_out: Path | None) -> None:

@@ -16,11 +16,13 @@ from typing import Any, TypeVar
 
 from homecall.errors import ConfigError
 from homecall.networks import InternalNetworks
+from homecall.sources.options import ReadOptions
 
 __all__ = ["DEFAULT_CONFIG_NAME", "Config", "build_section", "load_config"]
 
 DEFAULT_CONFIG_NAME = "homecall.toml"
-_TOP_KEYS = {"network", "detectors"}
+_TOP_KEYS = {"network", "detectors", "import"}
+_IMPORT_KEYS = {"timezone"}
 _NETWORK_KEYS = {"internal", "replace_defaults"}
 
 T = TypeVar("T")
@@ -33,6 +35,7 @@ class Config:
     path: Path | None = None
     internal: InternalNetworks = field(default_factory=InternalNetworks.from_cidrs)
     detectors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    read_options: ReadOptions = field(default_factory=ReadOptions)
 
 
 def load_config(path: Path | None = None) -> Config:
@@ -70,7 +73,27 @@ def load_config(path: Path | None = None) -> Config:
     _require_table(path, "detectors", detectors)
     for name, section in detectors.items():
         _require_table(path, f"detectors.{name}", section)
-    return Config(path=path, internal=internal, detectors=detectors)
+    return Config(
+        path=path,
+        internal=internal,
+        detectors=detectors,
+        read_options=_read_options(path, raw.get("import", {})),
+    )
+
+
+def _read_options(path: Path, section: object) -> ReadOptions:
+    _require_table(path, "import", section)
+    assert isinstance(section, dict)
+    for key in section:
+        if key not in _IMPORT_KEYS:
+            raise ConfigError(path, f"import.{key}", "unknown key")
+    timezone = section.get("timezone", "UTC")
+    if not isinstance(timezone, str):
+        raise ConfigError(path, "import.timezone", "must be a string such as 'Europe/Berlin'")
+    try:
+        return ReadOptions(timezone=timezone)
+    except ValueError as exc:
+        raise ConfigError(path, "import.timezone", str(exc)) from exc
 
 
 def build_section(cls: type[T], values: Mapping[str, Any], *, where: str, path: Path | None) -> T:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from homecall.config import Config, build_section
 from homecall.errors import InputError, StoreError, UnknownFormatError
 from homecall.findings import Finding, rank
-from homecall.sources import Problems, detect
+from homecall.sources import DEFAULT_OPTIONS, Problems, ReadOptions, detect
 from homecall.store import (
     WHOLE_STORE,
     Import,
@@ -99,10 +99,12 @@ def import_paths(
     *,
     sensor: str | None = None,
     progress: Progress = _no_progress,
+    options: ReadOptions = DEFAULT_OPTIONS,
 ) -> ImportResult:
     """Import every readable file under `paths` into `store`, atomically for the whole call.
 
-    `sensor` names where the logs come from (kept in every row's `sensor` column).
+    `sensor` names where the logs come from (kept in every row's `sensor` column); `options`
+    say how to read what logs leave out (the zone of local-time syslog stamps).
     """
     files = discover(paths)
     total = float(sum(f.stat().st_size for f in files)) or 1.0
@@ -111,14 +113,19 @@ def import_paths(
     progress("import", 0.0, total)
     with store.importing() as job, ThreadPoolExecutor(max_workers=1) as hasher:
         for path in files:
-            _import_one(path, job, result, sensor, hasher)
+            _import_one(path, job, result, sensor, hasher, options)
             done += path.stat().st_size
             progress("import", done, total)
     return result
 
 
 def _import_one(
-    path: Path, job: Import, result: ImportResult, sensor: str | None, hasher: Executor
+    path: Path,
+    job: Import,
+    result: ImportResult,
+    sensor: str | None,
+    hasher: Executor,
+    options: ReadOptions,
 ) -> None:
     try:
         reader = detect(path)
@@ -144,7 +151,7 @@ def _import_one(
             path,
             digest,
             reader.format,
-            reader.read(path, result.problems),
+            reader.read(path, result.problems, options),
             quick=quick,
             sensor=sensor,
             bad_records=lambda: result.problems.for_file(path) - before,
@@ -236,7 +243,9 @@ def hunt(
     progress: Progress = _no_progress,
 ) -> HuntResult:
     """Import what is under `paths`, analyse the span they cover, save and return the findings."""
-    imported = import_paths(paths, store, sensor=sensor, progress=progress)
+    imported = import_paths(
+        paths, store, sensor=sensor, progress=progress, options=config.read_options
+    )
     if not store.exists():
         raise InputError("nothing importable under " + ", ".join(str(p) for p in paths))
     window = window_of(store, imported.hashes)

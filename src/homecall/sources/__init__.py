@@ -15,10 +15,20 @@ import pyarrow as pa
 from homecall.errors import UnknownFormatError
 from homecall.sources import bind, dnsmasq, suricata, zeek
 from homecall.sources.fileio import head_of
+from homecall.sources.options import DEFAULT_OPTIONS, ReadOptions
 from homecall.sources.problems import Problem, Problems
 from homecall.store.schema import Query
 
-__all__ = ["READERS", "Problem", "Problems", "Reader", "detect", "head_of"]
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "READERS",
+    "Problem",
+    "Problems",
+    "ReadOptions",
+    "Reader",
+    "detect",
+    "head_of",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +37,7 @@ class Reader:
 
     format: str
     sniff: Callable[[bytes], bool]
-    read: Callable[[Path, Problems], Iterator[tuple[str, pa.RecordBatch | Query]]]
+    read: Callable[[Path, Problems, ReadOptions], Iterator[tuple[str, pa.RecordBatch | Query]]]
 
 
 READERS: tuple[Reader, ...] = (

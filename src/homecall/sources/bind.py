@@ -5,15 +5,16 @@ name IN A +E(0)K (server)``) and denied queries (``query [(cache)] 'name/ANY/IN'
 latter with ``rejected`` true and rcode REFUSED. Every other named line (zone transfers, updates,
 notifies, resolver errors) is about no client query and is skipped without complaint. Lines may
 be plain named log-file lines, syslog-wrapped, or both; named's own timestamp
-(``19-Oct-2022 05:34:02.425``, which has a year) wins over the syslog prefix. Both are taken as
-UTC (see homecall.sources.syslog_time). Query logs carry no answers, so ``answers`` stays null.
+(``19-Oct-2022 05:34:02.425``, which has a year) wins over the syslog prefix. Both are read in
+the configured zone, default UTC (see homecall.sources.syslog_time). Query logs carry no
+answers, so ``answers`` stays null.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,6 +28,7 @@ from homecall.sources.dns_records import (
     qtype_of,
 )
 from homecall.sources.fileio import open_text
+from homecall.sources.options import DEFAULT_OPTIONS, ReadOptions, zone_named
 from homecall.sources.problems import Problems
 from homecall.sources.syslog_time import MONTHS, SyslogClock, head_lines, parse_syslog
 
@@ -72,9 +74,11 @@ def sniff(head: bytes) -> bool:
     return False
 
 
-def read(path: Path, problems: Problems) -> Iterator[tuple[str, pa.RecordBatch]]:
+def read(
+    path: Path, problems: Problems, options: ReadOptions = DEFAULT_OPTIONS
+) -> Iterator[tuple[str, pa.RecordBatch]]:
     """Yield ("dns", batch) for one named log; unreadable query lines go to `problems`."""
-    clock = SyslogClock.for_file(path)
+    clock = SyslogClock.for_file(path, zone_named(options.timezone))
     rows: list[Row] = []
     with open_text(path) as stream:
         for number, raw in enumerate(stream, start=1):
@@ -110,7 +114,7 @@ def _parse(line: str, clock: SyslogClock) -> Row | None:
         ts, body = syslog.ts, syslog.message
     stamped = _TIME.match(body)
     if stamped is not None:
-        ts, body = _named_time(stamped), stamped["rest"]
+        ts, body = _named_time(stamped, clock.zone), stamped["rest"]
     client = _CLIENT.match(body)
     if client is None:
         if _CLIENT_QUERYISH.search(body):
@@ -152,8 +156,8 @@ def _parse(line: str, clock: SyslogClock) -> Row | None:
     return row
 
 
-def _named_time(match: re.Match[str]) -> datetime:
-    """named's ``19-Oct-2022 05:34:02.425`` as UTC; ValueError when impossible."""
+def _named_time(match: re.Match[str], zone: tzinfo) -> datetime:
+    """named's ``19-Oct-2022 05:34:02.425``, written in `zone`, as UTC; ValueError if impossible."""
     month = MONTHS.get(match["mon"])
     if month is None:
         raise ValueError(f"bad named timestamp: unknown month {match['mon']!r}")
@@ -162,7 +166,7 @@ def _named_time(match: re.Match[str]) -> datetime:
     micros = int(frac.ljust(6, "0")) if frac else 0
     try:
         return datetime(
-            int(match["year"]), month, int(match["day"]), hour, minute, second, micros, tzinfo=UTC
-        )
+            int(match["year"]), month, int(match["day"]), hour, minute, second, micros, tzinfo=zone
+        ).astimezone(UTC)
     except ValueError as exc:
         raise ValueError(f"bad named timestamp: {exc}") from None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 import pyarrow as pa
@@ -32,6 +32,7 @@ from homecall.sources.dns_records import (
     qtype_of,
 )
 from homecall.sources.fileio import open_text
+from homecall.sources.options import DEFAULT_OPTIONS, ReadOptions, zone_named
 from homecall.sources.problems import Problems
 from homecall.sources.syslog_time import SyslogClock, head_lines, parse_syslog
 
@@ -61,9 +62,11 @@ def sniff(head: bytes) -> bool:
     return False
 
 
-def read(path: Path, problems: Problems) -> Iterator[tuple[str, pa.RecordBatch]]:
+def read(
+    path: Path, problems: Problems, options: ReadOptions = DEFAULT_OPTIONS
+) -> Iterator[tuple[str, pa.RecordBatch]]:
     """Yield ("dns", batch) for one dnsmasq/Pi-hole log; bad query lines go to `problems`."""
-    parser = _Parser(path, problems)
+    parser = _Parser(path, problems, zone_named(options.timezone))
     with open_text(path) as stream:
         for number, line in enumerate(stream, start=1):
             parser.line(number, line.rstrip("\r\n"))
@@ -76,10 +79,10 @@ def read(path: Path, problems: Problems) -> Iterator[tuple[str, pa.RecordBatch]]
 class _Parser:
     """The correlation state of one file: open queries by serial and by name, per process."""
 
-    def __init__(self, path: Path, problems: Problems) -> None:
+    def __init__(self, path: Path, problems: Problems, zone: tzinfo) -> None:
         self.path = path
         self.problems = problems
-        self.clock = SyslogClock.for_file(path)
+        self.clock = SyslogClock.for_file(path, zone)
         self.rows: list[Row] = []
         self.by_serial: dict[tuple[int | None, str], Row] = {}
         self.by_name: dict[tuple[int | None, str], list[Row]] = {}

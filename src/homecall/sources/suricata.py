@@ -20,6 +20,7 @@ import pyarrow as pa
 from homecall.errors import MalformedInputError
 from homecall.sources.dns_records import QTYPES, RCODES
 from homecall.sources.duck import compression, connect, lit, locate_bad_json
+from homecall.sources.options import DEFAULT_OPTIONS, ReadOptions
 from homecall.sources.problems import Problems
 from homecall.store.schema import schema_of
 
@@ -66,7 +67,9 @@ def sniff(head: bytes) -> bool:
     return isinstance(record, dict) and "event_type" in record and "timestamp" in record
 
 
-def read(path: Path, problems: Problems) -> Iterator[tuple[str, pa.RecordBatch]]:
+def read(
+    path: Path, problems: Problems, options: ReadOptions = DEFAULT_OPTIONS
+) -> Iterator[tuple[str, pa.RecordBatch]]:
     """Yield ("dns", batch) for one EVE file: one row per DNS transaction.
 
     Lines that are not JSON objects with a usable `event_type` and `timestamp` are reported in

@@ -1,12 +1,13 @@
 """Syslog line headers and their timestamps, shared by the DNS-server log readers.
 
 A classic (RFC 3164) syslog prefix such as ``Jun 19 21:30:43`` has neither a year nor a zone.
-The year is taken from the file's modification time (UTC): a log is written up to its mtime, so
-a line whose month is later than the mtime's month must be from the year before (a file written
-from December into January). All times without a zone are taken as UTC, because the log does
-not say which zone the writer used; sites that log local time see their times shifted by their
-UTC offset. rsyslog's RFC 3339 timestamps (``2022-10-19T05:34:02.425+02:00``) carry their zone
-and are converted to UTC.
+The year is taken from the file's modification time: a log is written up to its mtime, so a
+line whose month is later than the mtime's month must be from the year before (a file written
+from December into January). Times without a zone are read in the zone the user configured
+(`[import] timezone` or `--timezone`, default UTC) and converted to UTC; an hour that a
+daylight-saving change skipped or repeated is read with the offset before the change. rsyslog's
+RFC 3339 timestamps (``2022-10-19T05:34:02.425+02:00``) carry their zone and are converted to
+UTC whatever the setting.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 __all__ = ["MONTHS", "SyslogClock", "SyslogLine", "head_lines", "parse_syslog", "rfc3339"]
@@ -54,18 +55,25 @@ class SyslogClock:
     for months later than the reference's month, which belong to the previous year.
     """
 
-    __slots__ = ("_reference",)
+    __slots__ = ("_reference", "_zone")
 
-    def __init__(self, reference: datetime) -> None:
-        self._reference = reference.astimezone(UTC)
+    def __init__(self, reference: datetime, zone: tzinfo = UTC) -> None:
+        self._zone = zone
+        self._reference = reference.astimezone(zone)
+
+    @property
+    def zone(self) -> tzinfo:
+        """The zone the log's times were written in."""
+        return self._zone
 
     @classmethod
-    def for_file(cls, path: Path) -> SyslogClock:
-        """A clock whose reference is the file's mtime (os.stat via Path.stat), read as UTC."""
-        return cls(datetime.fromtimestamp(path.stat().st_mtime, tz=UTC))
+    def for_file(cls, path: Path, zone: tzinfo = UTC) -> SyslogClock:
+        """A clock whose reference is the file's mtime, for a log written in `zone`."""
+        return cls(datetime.fromtimestamp(path.stat().st_mtime, tz=UTC), zone)
 
     def bsd(self, month: str, day: int, hms: str) -> datetime:
-        """``Jun``, 19, ``21:30:43[.ffffff]`` as a UTC datetime; ValueError when impossible."""
+        """``Jun``, 19, ``21:30:43[.ffffff]`` (local to the clock's zone) as a UTC datetime;
+        ValueError when impossible."""
         number = MONTHS.get(month)
         if number is None:
             raise ValueError(f"unknown month {month!r}")
@@ -73,7 +81,8 @@ class SyslogClock:
         clock, _, fraction = hms.partition(".")
         hour, minute, second = (int(part) for part in clock.split(":"))
         micros = int(fraction.ljust(6, "0")[:6]) if fraction else 0
-        return datetime(year, number, day, hour, minute, second, micros, tzinfo=UTC)
+        local = datetime(year, number, day, hour, minute, second, micros, tzinfo=self._zone)
+        return local.astimezone(UTC)
 
 
 def rfc3339(text: str) -> datetime:

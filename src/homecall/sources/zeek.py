@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from homecall.errors import MalformedInputError
 from homecall.sources.duck import compression, connect, lit, locate_bad_json
 from homecall.sources.fileio import head_of
+from homecall.sources.options import DEFAULT_OPTIONS, ReadOptions
 from homecall.sources.problems import Problems
 from homecall.sources.zeek_fields import DERIVED, ZeekLog, log_for_fields, log_for_path
 from homecall.store.schema import TIMESTAMP, Query, schema_of
@@ -63,7 +64,9 @@ def sniff(head: bytes) -> bool:
     return isinstance(record, dict) and ("ts" in record or "_path" in record)
 
 
-def read(path: Path, problems: Problems) -> Iterator[tuple[str, pa.RecordBatch | Query]]:
+def read(
+    path: Path, problems: Problems, options: ReadOptions = DEFAULT_OPTIONS
+) -> Iterator[tuple[str, pa.RecordBatch | Query]]:
     """Yield (table, batch) for one Zeek log; log types homecall does not import are skipped."""
     head = head_of(path)
     if head.startswith(b"#separator"):
