@@ -1,4 +1,4 @@
-"""The `homecall` command: import, hunt, findings, simulate (docs in README.md)."""
+"""The `homecall` command: import, hunt, findings, simulate, dga score (docs in README.md)."""
 
 from __future__ import annotations
 
@@ -185,6 +185,35 @@ def simulate(
             highlight=False,
             soft_wrap=True,
         )
+
+
+dga_app = typer.Typer(help="The DGA classifier shipped with homecall.", no_args_is_help=True)
+app.add_typer(dga_app, name="dga")
+
+
+@dga_app.command("score")
+def dga_score(
+    domains: Annotated[
+        list[str] | None,
+        typer.Argument(help="Domain names; '-' or none reads one name per line from stdin."),
+    ] = None,
+) -> None:
+    """Print domain<TAB>probability that a generation algorithm made the name, per line."""
+    import sys
+
+    from homecall.intel.dga import load_model
+
+    names = list(domains or ["-"])
+    if names == ["-"]:
+        names = [line.strip() for line in sys.stdin if line.strip()]
+    elif "-" in names:
+        raise typer.BadParameter("'-' (stdin) cannot be mixed with names")
+    model = load_model()
+    out = sys.stdout
+    for start in range(0, len(names), 65536):
+        part = names[start : start + 65536]
+        probs = model.predict_proba(part)
+        out.write("".join(f"{n}\t{p:.4f}\n" for n, p in zip(part, probs, strict=True)))
 
 
 def _read_options(settings: Config, timezone: str | None) -> Config:
