@@ -49,6 +49,13 @@ def test_provider_blocks_are_public() -> None:
             assert not network.is_multicast, block
 
 
+def test_popular_domains_are_whole_names() -> None:
+    for _, _, name in popular_domains():  # a name wrapped across lines in the listing breaks
+        labels = name.split(".")
+        assert len(labels) >= 2, name
+        assert all(label and label[0] != "-" and label[-1] != "-" for label in labels), name
+
+
 def test_catalogue_addresses() -> None:
     cat = build_catalogue(np.random.default_rng(0), rare_domains=2_000)
     popular = [name for _, _, name in popular_domains()]

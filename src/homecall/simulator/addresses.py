@@ -14,7 +14,9 @@ __all__ = [
     "HOSTS_PER_SUBNET",
     "INTERNAL_NETWORKS",
     "INTRANET_SERVERS",
+    "MAIL_GATEWAY",
     "MAX_HOSTS",
+    "MONITORING_SERVER",
     "RESOLVER",
     "draw_public_ips",
     "host_ips",
@@ -43,6 +45,8 @@ RESOLVER = ip_to_int("10.0.0.53")
 DOMAIN_CONTROLLERS = (ip_to_int("10.0.0.10"), ip_to_int("10.0.0.11"))
 FILE_SERVER = ip_to_int("10.0.1.10")
 INTRANET_SERVERS = (ip_to_int("10.0.1.20"), ip_to_int("10.0.1.21"), ip_to_int("10.0.1.22"))
+MAIL_GATEWAY = ip_to_int("10.0.1.25")  # checks senders and attachments in DNS-based lists
+MONITORING_SERVER = ip_to_int("10.0.1.40")  # names every workstation by reverse DNS
 
 _INTERNAL = tuple(ipaddress.IPv4Network(net) for net in INTERNAL_NETWORKS)
 

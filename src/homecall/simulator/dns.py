@@ -1,7 +1,10 @@
-"""DNS lookups through the internal resolver: the udp/53 conn row and its dns.log row."""
+"""DNS lookups through the internal resolver (or another one): the udp/53 conn row and its dns.log
+row."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,15 +18,17 @@ from homecall.simulator.flows import Flows, udp_conns
 
 __all__ = [
     "QTYPES",
+    "Queries",
     "cache_misses",
     "failed_lookups",
     "interval_text",
     "lookups",
     "named_lookups",
+    "query_flows",
     "resolve_times",
 ]
 
-QTYPES = {1: "A", 28: "AAAA", 33: "SRV"}
+QTYPES = {1: "A", 5: "CNAME", 10: "NULL", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV"}
 _RESOLVER_HIT_RATIO = 0.75  # answers already in the resolver's cache (remaining TTL < TTL)
 _HEADER_BYTES = 12 + 4 + 11  # DNS header, qtype/qclass, EDNS0 OPT record
 
@@ -120,6 +125,88 @@ def failed_lookups(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Queries:
+    """Lookups drawn ahead for a whole simulation, cut into days later; one entry per dns row."""
+
+    host_ip: npt.NDArray[np.uint32]
+    ts_us: npt.NDArray[np.int64]
+    query: Any  # pyarrow strings
+    qtype: npt.NDArray[np.int64]  # a key of QTYPES
+    rcode: npt.NDArray[np.int64]  # 0 NOERROR, 3 NXDOMAIN
+    answers: Any  # pyarrow strings as Zeek's answers vector ("a,b"); null without an answer
+    ttl_s: npt.NDArray[np.int64]  # TTL of every record in the answer
+    rtt_us: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.ts_us)
+
+    def take(self, rows: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> Queries:
+        """The queries at rows (indexes or a mask)."""
+        index = np.flatnonzero(rows) if rows.dtype == np.bool_ else rows
+        picked = pa.array(index, type=pa.int64())
+        return Queries(
+            self.host_ip[index],
+            self.ts_us[index],
+            self.query.take(picked),
+            self.qtype[index],
+            self.rcode[index],
+            self.answers.take(picked),
+            self.ttl_s[index],
+            self.rtt_us[index],
+        )
+
+    def between(self, start_us: int, end_us: int) -> Queries:
+        """The queries sent in [start_us, end_us)."""
+        return self.take((self.ts_us >= start_us) & (self.ts_us < end_us))
+
+    @staticmethod
+    def stack(parts: Sequence[Queries]) -> Queries:
+        """All parts' queries in one."""
+        if not parts:
+            return Queries.empty()
+        return Queries(
+            np.concatenate([q.host_ip for q in parts]).astype(np.uint32),
+            np.concatenate([q.ts_us for q in parts]).astype(np.int64),
+            pa.concat_arrays([q.query for q in parts]),
+            np.concatenate([q.qtype for q in parts]).astype(np.int64),
+            np.concatenate([q.rcode for q in parts]).astype(np.int64),
+            pa.concat_arrays([q.answers for q in parts]),
+            np.concatenate([q.ttl_s for q in parts]).astype(np.int64),
+            np.concatenate([q.rtt_us for q in parts]).astype(np.int64),
+        )
+
+    @staticmethod
+    def empty() -> Queries:
+        """No queries."""
+        none = pa.array([], type=pa.string())
+        ints = np.zeros(0, dtype=np.int64)
+        return Queries(np.zeros(0, np.uint32), ints, none, ints, ints, none, ints, ints)
+
+
+def query_flows(rng: np.random.Generator, queries: Queries, resolver: int = RESOLVER) -> Flows:
+    """The conn and dns rows of drawn queries sent to `resolver` (an answer's records all carry
+    its TTL)."""
+    answers = queries.answers
+    answered = pc.invert(pc.is_null(answers)).to_numpy(zero_copy_only=False)
+    commas = pc.count_substring(pc.fill_null(answers, ""), ",").to_numpy(zero_copy_only=False)
+    count = np.where(answered, commas + 1, 0).astype(np.int64)
+    n = len(queries)
+    ttls = _ttl_vectors(pa.array([""] * n, pa.string()), queries.ttl_s, count)
+    return _rows(
+        rng,
+        host_ip=queries.host_ip,
+        ts_us=queries.ts_us,
+        query=queries.query,
+        qtype=queries.qtype,
+        rcode=queries.rcode,
+        rtt_us=queries.rtt_us,
+        answers=answers,
+        ttls=pc.if_else(pa.array(answered), ttls, pa.scalar(None, pa.string())),
+        resolver=resolver,
+    )
+
+
 def _sent(
     rng: np.random.Generator,
     ts_us: npt.NDArray[np.int64],
@@ -140,11 +227,12 @@ def _rows(
     host_ip: npt.NDArray[np.uint32],
     ts_us: npt.NDArray[np.int64],
     query: Any,
-    qtype: int,
+    qtype: int | npt.NDArray[np.int64],
     rcode: npt.NDArray[np.int64],
     rtt_us: npt.NDArray[np.int64],
     answers: Any,
     ttls: Any,
+    resolver: int = RESOLVER,
 ) -> Flows:
     n = len(ts_us)
     query_bytes = _HEADER_BYTES + 2 + pc.utf8_length(query).to_numpy().astype(np.int64)
@@ -154,7 +242,7 @@ def _rows(
         rng,
         ts_us=ts_us,
         orig_h=host_ip,
-        resp_h=np.full(n, RESOLVER, dtype=np.uint32),
+        resp_h=np.full(n, resolver, dtype=np.uint32),
         resp_p=53,
         service="dns",
         orig_bytes=query_bytes,
@@ -170,8 +258,8 @@ def _rows(
         "query": query,
         "qclass": "1",
         "qclass_name": "C_INTERNET",
-        "qtype": str(qtype),
-        "qtype_name": QTYPES[qtype],
+        "qtype": str(qtype) if isinstance(qtype, int) else pc.cast(pa.array(qtype), pa.string()),
+        "qtype_name": QTYPES[qtype] if isinstance(qtype, int) else _qtype_names(qtype),
         "rcode": rcode,
         "rcode_name": pc.if_else(pa.array(rcode == 3), "NXDOMAIN", "NOERROR"),
         "AA": "F",
@@ -184,6 +272,14 @@ def _rows(
         "rejected": "F",
     }
     return Flows(conn=conn, dns=dns)
+
+
+def _qtype_names(qtype: npt.NDArray[np.int64]) -> Any:
+    codes = sorted(QTYPES)
+    index = np.searchsorted(codes, qtype)
+    if not np.array_equal(np.asarray(codes)[np.minimum(index, len(codes) - 1)], qtype):
+        raise ValueError(f"qtypes must be among {codes}")
+    return pa.array([QTYPES[code] for code in codes], pa.string()).take(pa.array(index))
 
 
 def interval_text(seconds: npt.NDArray[np.int64]) -> Any:

@@ -19,6 +19,7 @@ __all__ = [
     "build_fleet",
     "build_presence",
     "is_on",
+    "is_on_at",
     "site_weights",
 ]
 
@@ -127,3 +128,12 @@ def is_on(
 ) -> npt.NDArray[np.bool_]:
     """Whether the machine is powered on: desktops always, laptops around their user's day."""
     return ~fleet.is_laptop[host] | at_work(presence, day, host, t_s, margin_s=900)
+
+
+def is_on_at(
+    fleet: Fleet, presence: Presence, host: int, ts_s: npt.NDArray[np.float64], start_s: float
+) -> npt.NDArray[np.bool_]:
+    """is_on for one host at epoch seconds, start_s being the simulation's first midnight."""
+    day = ((ts_s - start_s) // 86_400).astype(np.int64)
+    t_s = ts_s - start_s - day * 86_400
+    return is_on(fleet, presence, day, np.full(ts_s.size, host, dtype=np.int64), t_s)

@@ -212,8 +212,8 @@ third cloudfront:
     cdn.heapanalytics.com js.intercomcdn.com d2v7u03x06aro3.cloudfront.net
 third aws:
     api.segment.io api.mixpanel.com cdn.mxpnl.com rs.fullstory.com edge.fullstory.com
-    widget.intercom.io api-iam.intercom.io s3.amazonaws.com c.amazon-adsystem.com aax.amazon-
-    adsystem.com s.amazon-adsystem.com
+    widget.intercom.io api-iam.intercom.io s3.amazonaws.com c.amazon-adsystem.com
+    aax.amazon-adsystem.com s.amazon-adsystem.com
 third cloudflare:
     cdnjs.cloudflare.com cdn.jsdelivr.net unpkg.com challenges.cloudflare.com
     static.cloudflareinsights.com cdn.cookielaw.org geolocation.onetrust.com js.stripe.com
@@ -255,8 +255,8 @@ background microsoft:
     edge.microsoft.com config.edge.skype.com officeclient.microsoft.com
     browser.events.data.microsoft.com
 background google:
-    update.googleapis.com clients2.google.com safebrowsing.googleapis.com content-
-    autofill.googleapis.com optimizationguide-pa.googleapis.com
+    update.googleapis.com clients2.google.com safebrowsing.googleapis.com
+    content-autofill.googleapis.com optimizationguide-pa.googleapis.com
 background aws:
     wss-primary.slack.com client.dropbox.com
 background ntp-pool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -13,15 +14,45 @@ import numpy.typing as npt
 
 from homecall.simulator.addresses import INTERNAL_NETWORKS, MAX_HOSTS, int_to_ip
 from homecall.simulator.browsing import browsing_day, rare_domains_per_day
+from homecall.simulator.bypass import (
+    DohRun,
+    PlainRun,
+    bypass_count,
+    doh_day,
+    doh_truth,
+    plain_day,
+    plain_truth,
+    plan_doh,
+    plan_plain,
+)
 from homecall.simulator.c2 import C2Plan, plan_c2, schedule
 from homecall.simulator.catalogue import Catalogue, build_catalogue
+from homecall.simulator.dga_hosts import DgaRun, dga_count, dga_day, dga_truth, plan_dga
 from homecall.simulator.dns import resolve_times
+from homecall.simulator.dns_decoys import DecoyRun, decoy_day, decoy_truth, plan_decoys
 from homecall.simulator.flows import Flows, concat, finalize
+from homecall.simulator.flux import FluxRun, flux_count, flux_day, flux_truth, plan_flux
 from homecall.simulator.hosts import Fleet, Presence, build_fleet, build_presence
 from homecall.simulator.implant import implant_flows
+from homecall.simulator.nrd import FEED_NAME, Feed, candidates, plan_feed, suffixes, write_feed
 from homecall.simulator.office import office_day
 from homecall.simulator.periodic import ServiceRun, periodic_day, periodic_truth, plan_periodic
 from homecall.simulator.truth import C2Truth, SimulationResult, iso_utc, write_truth
+from homecall.simulator.tunnel import (
+    TunnelRun,
+    plan_tunnels,
+    tunnel_count,
+    tunnel_day,
+    tunnel_truth,
+)
+from homecall.simulator.volume import (
+    VolumeRun,
+    busiest_hour,
+    plan_spike,
+    spike_count,
+    spike_day,
+    spike_truth,
+)
 from homecall.simulator.zeeklog import LOGS, write_log
 
 __all__ = ["DEFAULT_START", "simulate"]
@@ -44,6 +75,15 @@ class _Stream(IntEnum):
     OFFICE = 7
     UIDS = 8
     IMPLANT = 9
+    PLACEMENT = 10
+    DGA = 11
+    TUNNEL = 12
+    FLUX = 13
+    DECOYS = 14
+    BYPASS = 15
+    DOH = 16
+    VOLUME = 17
+    FEED = 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +109,21 @@ class _World:
     presence: Presence
     services: list[ServiceRun]
     c2: list[_C2Run]
+    dns: _DnsWorld
+    feed: Feed
+
+
+@dataclass(frozen=True, slots=True)
+class _DnsWorld:
+    """The DNS techniques and their decoys, drawn for the whole simulation."""
+
+    dga: list[DgaRun]
+    tunnels: list[TunnelRun]
+    flux: list[FluxRun]
+    decoys: DecoyRun
+    plain: list[PlainRun]  # a C2 implant's lookups at a public resolver
+    doh: list[DohRun]
+    spikes: list[VolumeRun]
 
 
 def simulate(
@@ -79,7 +134,8 @@ def simulate(
     seed: int = 0,
     start: dt.date | None = None,
 ) -> SimulationResult:
-    """Write OUT/<date>/{conn,dns,http,ssl}.log and OUT/truth.json; same arguments, same bytes."""
+    """Write OUT/<date>/{conn,dns,http,ssl}.log, OUT/truth.json and OUT/nrd.txt (the
+    newly-registered-domain feed); same arguments, same bytes."""
     if not 1 <= hosts <= MAX_HOSTS:
         raise ValueError(f"hosts must be in 1..{MAX_HOSTS}, got {hosts}")
     if days < 1:
@@ -104,6 +160,16 @@ def simulate(
         log.info("simulated %s (%d/%d days)", date, d + 1, days)
 
     c2 = tuple(_truth(run, int(world.fleet.ips[run.plan.host])) for run in world.c2)
+    dga = tuple(dga_truth(run) for run in world.dns.dga)
+    tunnels = tuple(tunnel_truth(run) for run in world.dns.tunnels)
+    flux = tuple(flux_truth(run) for run in world.dns.flux)
+    benign_dns = decoy_truth(world.dns.decoys)
+    bypass = tuple(plain_truth(run) for run in world.dns.plain) + tuple(
+        found for run in world.dns.doh if (found := doh_truth(run)) is not None
+    )
+    volume = tuple(spike_truth(run) for run in world.dns.spikes)
+    nrd_path = out / FEED_NAME
+    write_feed(nrd_path, world.feed, seed)
     truth_path = out / "truth.json"
     write_truth(
         truth_path,
@@ -114,12 +180,33 @@ def simulate(
         internal_networks=INTERNAL_NETWORKS,
         c2=c2,
         benign_periodic=periodic_truth(world.services),
+        dga=dga,
+        dns_tunnel=tunnels,
+        fast_flux=flux,
+        benign_dns=benign_dns,
+        dns_bypass=bypass,
+        dns_volume=volume,
+        young_domains=world.feed.young,
     )
-    return SimulationResult(out=out, files=(*files, truth_path), rows=rows, c2=c2)
+    return SimulationResult(
+        out=out,
+        files=(*files, truth_path),
+        rows=rows,
+        c2=c2,
+        dga=dga,
+        dns_tunnel=tunnels,
+        fast_flux=flux,
+        benign_dns=benign_dns,
+        dns_bypass=bypass,
+        dns_volume=volume,
+        young_domains=world.feed.young,
+        nrd_file=nrd_path,
+    )
 
 
 def _build_world(seed: int, hosts: int, dates: list[dt.date]) -> _World:
-    """Draw the destinations, the fleet, the users' days, the C2 and the periodic services."""
+    """Draw the destinations, the fleet, the users' days, the C2, the periodic services, the
+    DNS techniques and the newly-registered-domain feed."""
     start_us = _epoch_us(dates[0])
     rare_per_day = rare_domains_per_day(hosts)
     cat = build_catalogue(_rng(seed, _Stream.CATALOGUE), rare_per_day * len(dates))
@@ -133,7 +220,101 @@ def _build_world(seed: int, hosts: int, dates: list[dt.date]) -> _World:
     services = plan_periodic(
         _rng(seed, _Stream.PERIODIC), cat, fleet, presence, start_us, len(dates)
     )
-    return _World(seed, start_us, rare_per_day, cat, fleet, presence, services, c2)
+    c2, plain = _bypass_c2(_rng(seed, _Stream.BYPASS), c2, fleet, start_us)
+    used_ips = cat.used_ips() | {plan.dst for plan in plans}
+    taken = set(cat.ids) | suffixes(cat.names) | {plan.domain for plan in plans if plan.domain}
+    dns = _plan_dns(
+        seed, dates, cat, fleet, presence, {plan.host for plan in plans}, used_ips, taken
+    )
+    dns = dataclasses.replace(dns, plain=plain)
+    named = [(r.plan.domain, int(fleet.ips[r.plan.host])) for r in c2 if r.plan.domain]
+    found = candidates(named, dns.dga, dns.tunnels, dns.flux, dns.spikes, dates)
+    feed = plan_feed(_rng(seed, _Stream.FEED), found, dates, taken)
+    return _World(seed, start_us, rare_per_day, cat, fleet, presence, services, c2, dns, feed)
+
+
+def _bypass_c2(
+    rng: np.random.Generator, c2: list[_C2Run], fleet: Fleet, start_us: int
+) -> tuple[list[_C2Run], list[PlainRun]]:
+    """From 20 hosts up, one implant that names its server sends those lookups to a public
+    resolver instead of the internal one."""
+    named = [i for i, run in enumerate(c2) if run.plan.domain and run.resolve.any()]
+    if not bypass_count(fleet.size) or not named:
+        return c2, []
+    i = named[int(rng.integers(len(named)))]
+    run = c2[i]
+    host_ip = int(fleet.ips[run.plan.host])
+    plain = plan_plain(rng, run.plan, host_ip, run.conn_us[run.resolve], start_us)
+    runs = list(c2)
+    runs[i] = dataclasses.replace(run, resolve=np.zeros_like(run.resolve))
+    return runs, [plain]
+
+
+def _plan_dns(
+    seed: int,
+    dates: list[dt.date],
+    cat: Catalogue,
+    fleet: Fleet,
+    presence: Presence,
+    c2_hosts: set[int],
+    used_ips: set[int],
+    taken: set[str],
+) -> _DnsWorld:
+    """Place the DGA, tunnel, fast-flux, DoH and DNS-burst hosts, then draw their lookups and
+    the decoys."""
+    start_s = _epoch_us(dates[0]) / 1e6
+    dga_hosts, tunnel_hosts, flux_hosts = _place(
+        _rng(seed, _Stream.PLACEMENT), fleet, presence, c2_hosts
+    )
+    busy = c2_hosts | {*dga_hosts, *tunnel_hosts, *flux_hosts}
+    spare = _spare(_rng(seed, _Stream.PLACEMENT, 1), presence, busy)
+    doh_hosts = spare[: bypass_count(fleet.size)]
+    spike_hosts = spare[len(doh_hosts) : len(doh_hosts) + spike_count(fleet.size)]
+    flux: list[FluxRun] = []
+    for host in flux_hosts:
+        flux += plan_flux(
+            _rng(seed, _Stream.FLUX), host, flux_count(fleet.size), fleet, presence, start_s,
+            len(dates), used_ips, taken,
+        )  # fmt: skip
+    dga = plan_dga(_rng(seed, _Stream.DGA), dga_hosts, fleet, presence, dates, used_ips, taken)
+    tunnels = plan_tunnels(
+        _rng(seed, _Stream.TUNNEL), tunnel_hosts, fleet, presence, start_s, len(dates), taken
+    )
+    decoys = plan_decoys(_rng(seed, _Stream.DECOYS), cat, fleet, presence, start_s, used_ips)
+    doh = [plan_doh(_rng(seed, _Stream.DOH), h, fleet, presence, start_s) for h in doh_hosts]
+    drawn = [r.queries for r in dga] + [r.queries for r in tunnels] + [r.queries for r in flux]
+    drawn += [g.queries for g in decoys.groups] + [r.bootstrap for r in doh]
+    peak = busiest_hour(drawn)  # the burst must stand above every drawn host's busiest hour
+    rng = _rng(seed, _Stream.VOLUME)
+    spikes = [
+        found
+        for h in spike_hosts
+        if (found := plan_spike(rng, h, fleet, presence, start_s, peak, used_ips, taken))
+    ]
+    return _DnsWorld(dga, tunnels, flux, decoys, plain=[], doh=doh, spikes=spikes)
+
+
+def _spare(rng: np.random.Generator, presence: Presence, busy: set[int]) -> list[int]:
+    """Hosts running no other technique in random order, those whose user ever comes in first."""
+    present = set(np.flatnonzero(~np.isnan(presence.arrive_s).all(axis=0)).tolist())
+    order = [h for h in rng.permutation(presence.arrive_s.shape[1]).tolist() if h not in busy]
+    return sorted(order, key=lambda h: h not in present)
+
+
+def _place(
+    rng: np.random.Generator, fleet: Fleet, presence: Presence, c2_hosts: set[int]
+) -> tuple[list[int], list[int], list[int]]:
+    """Distinct hosts for the DGA, tunnels and fast flux: machines switched on at some time,
+    none a C2 host while others remain; tunnels on desktops first (they stay on)."""
+    never_on = fleet.is_laptop & np.isnan(presence.arrive_s).all(axis=0)
+    order = sorted(
+        rng.permutation(fleet.size).tolist(), key=lambda h: (bool(never_on[h]), h in c2_hosts)
+    )
+    tunnels = sorted(order, key=lambda h: bool(fleet.is_laptop[h]))[: tunnel_count(fleet.size)]
+    rest = [h for h in order if h not in tunnels]
+    dga = rest[: dga_count(fleet.size)]
+    flux = rest[len(dga) : len(dga) + min(1, flux_count(fleet.size))]
+    return dga, tunnels, flux
 
 
 def _day_flows(world: _World, day: int) -> Flows:
@@ -153,6 +334,29 @@ def _day_flows(world: _World, day: int) -> Flows:
     for i, run in enumerate(world.c2):
         host_ip = int(fleet.ips[run.plan.host])
         parts.append(_c2_day(_rng(seed, _Stream.IMPLANT, day, i), run, host_ip, day_start_us))
+    dns = world.dns
+    parts += [
+        dga_day(_rng(seed, _Stream.DGA, day, i), r, day_start_us) for i, r in enumerate(dns.dga)
+    ]
+    parts += [
+        tunnel_day(_rng(seed, _Stream.TUNNEL, day, i), r, day_start_us)
+        for i, r in enumerate(dns.tunnels)
+    ]
+    parts += [
+        flux_day(_rng(seed, _Stream.FLUX, day, i), r, day_start_us) for i, r in enumerate(dns.flux)
+    ]
+    parts.append(decoy_day(_rng(seed, _Stream.DECOYS, day), dns.decoys, day_start_us))
+    parts += [
+        plain_day(_rng(seed, _Stream.BYPASS, day, i), r, day_start_us)
+        for i, r in enumerate(dns.plain)
+    ]
+    parts += [
+        doh_day(_rng(seed, _Stream.DOH, day, i), r, day_start_us) for i, r in enumerate(dns.doh)
+    ]
+    parts += [
+        spike_day(_rng(seed, _Stream.VOLUME, day, i), r, day_start_us)
+        for i, r in enumerate(dns.spikes)
+    ]
     return concat(parts)
 
 
