@@ -18,7 +18,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	rm -rf demo
 	$(BIN)/homecall simulate --out demo/logs --hosts 200 --days 1 --seed 7
-	$(BIN)/homecall hunt demo/logs --store demo/store --json demo/findings.jsonl --top 25
+	printf '[detectors.young-domain]\nnrd_file = "demo/logs/nrd.txt"\n' > demo/homecall.toml
+	$(BIN)/homecall hunt demo/logs --store demo/store --config demo/homecall.toml \
+		--json demo/findings.jsonl --top 25
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
@@ -33,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/beacon_grid.py
 	$(BIN)/python benchmarks/beacon_speed.py
+	$(BIN)/python benchmarks/dga_eval.py
 
 clean:
 	rm -rf $(VENV) demo homecall-store .pytest_cache .mypy_cache .ruff_cache

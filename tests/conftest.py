@@ -6,9 +6,14 @@ import importlib.util
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from homecall.pipeline import import_paths
+from homecall.simulator import SimulationResult, simulate
+from homecall.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,3 +54,22 @@ def spark() -> Iterator[object]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@dataclass(frozen=True)
+class SimulatedDay:
+    """One simulated day of 200 hosts (seed 7, as `make demo`), imported once per test run."""
+
+    truth: SimulationResult
+    logs: Path
+    store: Store
+
+
+@pytest.fixture(scope="session")
+def simulated_day(tmp_path_factory: pytest.TempPathFactory) -> SimulatedDay:
+    """The demo's day: every injected technique with its truth, and the store it imports into."""
+    root = tmp_path_factory.mktemp("simulated-day")
+    truth = simulate(root / "logs", hosts=200, days=1, seed=7)
+    store = Store(root / "store")
+    import_paths([root / "logs"], store)
+    return SimulatedDay(truth=truth, logs=root / "logs", store=store)

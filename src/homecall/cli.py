@@ -185,6 +185,15 @@ def simulate(
             highlight=False,
             soft_wrap=True,
         )
+    techniques = (
+        f"{len(result.dga)} DGA hosts, {len(result.dns_tunnel)} DNS tunnels,"
+        f" {len(result.fast_flux)} fast-flux names, {len(result.dns_bypass)} DNS bypasses,"
+        f" {len(result.dns_volume)} DNS volume bursts"
+    )
+    console.print(f"  and {techniques} (see truth.json).", highlight=False, soft_wrap=True)
+    if result.nrd_file is not None:
+        feed = escape(str(result.nrd_file))
+        console.print(f"Newly-registered-domain feed for young-domain: {feed}.", soft_wrap=True)
 
 
 dga_app = typer.Typer(help="The DGA classifier shipped with homecall.", no_args_is_help=True)

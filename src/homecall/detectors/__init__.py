@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
-from homecall.detectors import beacon, rare_destination
+from homecall.detectors import (
+    beacon,
+    dga,
+    direct_ip,
+    dns_bypass,
+    dns_tunnel,
+    dns_volume,
+    fast_flux,
+    rare_destination,
+    suspicious_domain,
+    young_domain,
+)
 from homecall.detectors.base import Detector
 
 __all__ = ["DETECTORS", "Detector", "by_name"]
 
-DETECTORS: tuple[Detector, ...] = (beacon.DETECTOR, rare_destination.DETECTOR)
+DETECTORS: tuple[Detector, ...] = (
+    beacon.DETECTOR,
+    rare_destination.DETECTOR,
+    dga.DETECTOR,
+    dns_tunnel.DETECTOR,
+    dns_volume.DETECTOR,
+    fast_flux.DETECTOR,
+    suspicious_domain.DETECTOR,
+    young_domain.DETECTOR,
+    direct_ip.DETECTOR,
+    dns_bypass.DETECTOR,
+)
 
 
 def by_name(names: list[str] | None = None) -> tuple[Detector, ...]:

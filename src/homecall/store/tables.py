@@ -53,6 +53,9 @@ def connect(engine: str = "duckdb", **options: Any) -> ibis.BaseBackend:
             raise EngineError("the spark engine needs `pip install homecall[spark]`") from exc
         session = options.pop("session", None) or SparkSession.builder.getOrCreate()
         session.conf.set("spark.sql.session.timeZone", "UTC")
+        # The store's Parquet (format 2) may hold BYTE_STREAM_SPLIT floating-point pages, which
+        # Spark 4.0's vectorized reader rejects ("Unsupported encoding") and its row reader reads.
+        session.conf.set("spark.sql.parquet.enableVectorizedReader", "false")
         return ibis.pyspark.connect(session, **options)
     raise EngineError(f"unknown engine {engine!r}; expected 'duckdb' or 'spark'")
 
