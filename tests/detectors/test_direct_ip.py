@@ -16,6 +16,7 @@ from homecall.detectors.direct_ip import DirectIpConfig, direct_score, is_public
 from homecall.pipeline import import_paths
 from homecall.store import Store
 from homecall.store.tables import WHOLE_STORE, Tables, Window, connect, open_tables
+from tests.detectors.zeek_logs import open_store, store_of, tables_of
 from tests.findings_contract import check_record
 
 CFG = DirectIpConfig()
@@ -57,24 +58,6 @@ def _dns(ts: float, src: str, query: str, answer: str) -> dict[str, Any]:
         "RD": True,
         "answers": [answer],
     }
-
-
-def _store(folder: Path, logs: dict[str, list[dict[str, Any]]]) -> Store:
-    (folder / "logs").mkdir(parents=True)
-    for name, records in logs.items():
-        lines = "".join(json.dumps({"_path": name, **r}) + "\n" for r in records)
-        (folder / "logs" / f"{name}.log").write_text(lines, encoding="utf-8")
-    store = Store(folder / "store")
-    import_paths([folder / "logs"], store)
-    return store
-
-
-def _open(store: Store, window: Window = WHOLE_STORE, engine: Any = None) -> Tables:
-    return open_tables(store, Config().internal, engine or connect(), window)
-
-
-def _tables(folder: Path, logs: dict[str, list[dict[str, Any]]]) -> Tables:
-    return _open(_store(folder, logs))
 
 
 def _w(value: float, full: float) -> float:
@@ -174,14 +157,14 @@ def office_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     conn += [_conn(20.0, "10.0.0.6", "1.1.1.1", 853)]  # 10.0.0.6 resolves over DoT
     conn += [_conn(60.0 * i, "10.0.0.6", "185.53.179.8", 8080) for i in range(100)]
     conn += [_conn(9500.0 + i, "10.0.0.7", "185.53.179.9", 8080) for i in range(100)]  # after DNS
-    return _store(
+    return store_of(
         tmp_path_factory.mktemp("office"), {"dns": dns, "conn": conn, "http": http, "ssl": tls}
     )
 
 
 @pytest.fixture(scope="module")
 def office(office_store: Store) -> Tables:
-    return _open(office_store)
+    return open_store(office_store)
 
 
 def test_direct_contacts_of_hosts_with_visible_dns(
@@ -295,26 +278,26 @@ def test_wrccdc_only_candidate_carries_a_name(samples: Path, tmp_path: Path) -> 
 
 
 def test_empty_window(tmp_path: Path) -> None:
-    tables = _tables(tmp_path, {"conn": [_conn(1.0, "10.0.0.1", "41.108.179.197", 1177)]})
+    tables = tables_of(tmp_path, {"conn": [_conn(1.0, "10.0.0.1", "41.108.179.197", 1177)]})
     assert list(direct_ip.run(tables, CFG)) == []
 
 
 def test_contract(office_store: Store) -> None:
     first, second = (
-        [f.to_dict() for f in direct_ip.run(_open(office_store), CFG)] for _ in range(2)
+        [f.to_dict() for f in direct_ip.run(open_store(office_store), CFG)] for _ in range(2)
     )
     assert first == second
     assert first
     for record in first:
         check_record(json.loads(json.dumps(record)))
         assert record["src"] in str(record["summary"])
-    empty = _open(office_store, Window(start_us=10**15, end_us=10**15 + 1))
+    empty = open_store(office_store, Window(start_us=10**15, end_us=10**15 + 1))
     assert list(direct_ip.run(empty, CFG)) == []
 
 
 @pytest.mark.spark
 def test_duckdb_and_spark_agree(office_store: Store, request: pytest.FixtureRequest) -> None:
-    on_duckdb = [f.to_dict() for f in direct_ip.run(_open(office_store), CFG)]
+    on_duckdb = [f.to_dict() for f in direct_ip.run(open_store(office_store), CFG)]
     session = request.getfixturevalue("spark")  # skips without pyspark or Java
-    tables = _open(office_store, engine=connect("spark", session=session))
+    tables = open_store(office_store, engine=connect("spark", session=session))
     assert [f.to_dict() for f in direct_ip.run(tables, CFG)] == on_duckdb

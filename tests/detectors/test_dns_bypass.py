@@ -16,6 +16,7 @@ from homecall.findings import Finding
 from homecall.pipeline import import_paths
 from homecall.store import Store
 from homecall.store.tables import WHOLE_STORE, Tables, Window, connect, open_tables
+from tests.detectors.zeek_logs import open_store, store_of, tables_of
 from tests.findings_contract import check_record
 
 CFG = DnsBypassConfig()
@@ -55,24 +56,6 @@ def _conn(ts: float, src: str, dst: str, port: int) -> dict[str, Any]:
         "orig_pkts": 4,
         "resp_pkts": 4,
     }
-
-
-def _store(folder: Path, logs: dict[str, list[dict[str, Any]]]) -> Store:
-    (folder / "logs").mkdir(parents=True)
-    for name, records in logs.items():
-        lines = "".join(json.dumps({"_path": name, **r}) + "\n" for r in records)
-        (folder / "logs" / f"{name}.log").write_text(lines, encoding="utf-8")
-    store = Store(folder / "store")
-    import_paths([folder / "logs"], store)
-    return store
-
-
-def _open(store: Store, window: Window = WHOLE_STORE, engine: Any = None) -> Tables:
-    return open_tables(store, Config().internal, engine or connect(), window)
-
-
-def _tables(folder: Path, logs: dict[str, list[dict[str, Any]]]) -> Tables:
-    return _open(_store(folder, logs))
 
 
 def _run(tables: Tables, cfg: DnsBypassConfig = CFG) -> list[Finding]:
@@ -119,12 +102,12 @@ def office_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
         }
         for i in range(30)
     ]
-    return _store(tmp_path_factory.mktemp("office"), {"dns": dns, "conn": conn, "ssl": tls})
+    return store_of(tmp_path_factory.mktemp("office"), {"dns": dns, "conn": conn, "ssl": tls})
 
 
 @pytest.fixture(scope="module")
 def office(office_store: Store) -> Tables:
-    return _open(office_store)
+    return open_store(office_store)
 
 
 def test_hosts_going_past_the_office_resolver(office: Tables) -> None:
@@ -161,8 +144,8 @@ def test_a_lone_host_scores_higher_than_a_fleet(tmp_path: Path) -> None:
         for i in range(100)
     ]
     cfg = DnsBypassConfig(resolvers=(RESOLVER,), min_score=0.0)
-    alone = _run(_tables(tmp_path / "lone", {"dns": lone}), cfg)
-    everyone = _run(_tables(tmp_path / "fleet", {"dns": fleet}), cfg)
+    alone = _run(tables_of(tmp_path / "lone", {"dns": lone}), cfg)
+    everyone = _run(tables_of(tmp_path / "fleet", {"dns": fleet}), cfg)
     assert len(alone) == 1
     assert len(everyone) == 10
     assert alone[0].score == pytest.approx(0.7 * (0.5 + 0.5 * _w(100)))
@@ -177,7 +160,7 @@ def test_nobody_is_flagged_without_an_internal_resolver(
         _dns(float(i), f"10.0.0.{h}", "8.8.8.8", "a.example") for h in range(1, 5) for i in range(9)
     ]
     with caplog.at_level(logging.INFO, logger="homecall.detectors.dns_bypass"):
-        assert _run(_tables(tmp_path, {"dns": home})) == []
+        assert _run(tables_of(tmp_path, {"dns": home})) == []
     assert "nobody flagged" in caplog.text
 
 
@@ -185,7 +168,7 @@ def test_a_configured_resolver_outside_the_internal_networks(tmp_path: Path) -> 
     # a campus whose resolvers have public addresses (slips-test9: 147.32.82.19 and .80.9)
     dns = [_dns(float(i), "10.0.0.1", "147.32.82.19", "a.example") for i in range(50)]
     dns += [_dns(100.0 + i, "10.0.0.2", "8.8.8.8", "b.example") for i in range(50)]
-    found = _run(_tables(tmp_path, {"dns": dns}), DnsBypassConfig(resolvers=("147.32.82.19",)))
+    found = _run(tables_of(tmp_path, {"dns": dns}), DnsBypassConfig(resolvers=("147.32.82.19",)))
     assert [(f.src, f.dst) for f in found] == [("10.0.0.2", "8.8.8.8")]
 
 
@@ -249,20 +232,20 @@ def test_wrccdc_resolvers_recurse_and_nobody_bypasses(samples: Path, tmp_path: P
 
 def test_contract(office_store: Store) -> None:
     first, second = (
-        [f.to_dict() for f in dns_bypass.run(_open(office_store), CFG)] for _ in range(2)
+        [f.to_dict() for f in dns_bypass.run(open_store(office_store), CFG)] for _ in range(2)
     )
     assert first == second
     assert first
     for record in first:
         check_record(json.loads(json.dumps(record)))
         assert record["src"] in str(record["summary"])
-    empty = _open(office_store, Window(start_us=10**15, end_us=10**15 + 1))
+    empty = open_store(office_store, Window(start_us=10**15, end_us=10**15 + 1))
     assert list(dns_bypass.run(empty, CFG)) == []
 
 
 @pytest.mark.spark
 def test_duckdb_and_spark_agree(office_store: Store, request: pytest.FixtureRequest) -> None:
-    on_duckdb = [f.to_dict() for f in dns_bypass.run(_open(office_store), CFG)]
+    on_duckdb = [f.to_dict() for f in dns_bypass.run(open_store(office_store), CFG)]
     session = request.getfixturevalue("spark")  # skips without pyspark or Java
-    tables = _open(office_store, engine=connect("spark", session=session))
+    tables = open_store(office_store, engine=connect("spark", session=session))
     assert [f.to_dict() for f in dns_bypass.run(tables, CFG)] == on_duckdb

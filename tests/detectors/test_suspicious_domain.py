@@ -16,6 +16,7 @@ from homecall.findings import Finding
 from homecall.pipeline import import_paths
 from homecall.store import Store
 from homecall.store.tables import WHOLE_STORE, Tables, Window, connect, open_tables
+from tests.detectors.zeek_logs import open_store, store_of, tables_of
 from tests.findings_contract import check_record
 
 CFG = SuspiciousDomainConfig()
@@ -54,25 +55,6 @@ def _tls(ts: float, src: str, sni: str) -> dict[str, Any]:
         "cipher": "TLS_AES_128_GCM_SHA256",
         "server_name": sni,
     }
-
-
-def _store(folder: Path, logs: dict[str, list[dict[str, Any]]]) -> Store:
-    """Tiny Zeek JSON logs, imported through the pipeline like any capture."""
-    (folder / "logs").mkdir(parents=True)
-    for name, records in logs.items():
-        lines = "".join(json.dumps({"_path": name, **r}) + "\n" for r in records)
-        (folder / "logs" / f"{name}.log").write_text(lines, encoding="utf-8")
-    store = Store(folder / "store")
-    import_paths([folder / "logs"], store)
-    return store
-
-
-def _open(store: Store, window: Window = WHOLE_STORE, engine: Any = None) -> Tables:
-    return open_tables(store, Config().internal, engine or connect(), window)
-
-
-def _tables(folder: Path, logs: dict[str, list[dict[str, Any]]]) -> Tables:
-    return _open(_store(folder, logs))
 
 
 def _run(tables: Tables, cfg: SuspiciousDomainConfig = CFG) -> list[Finding]:
@@ -115,12 +97,12 @@ def office_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
         for i in range(100)
     ]
     tls = [_tls(60.0 * i + 1, "10.0.0.1", "x.ibbwnhgh.mooo.com") for i in range(30)]
-    return _store(tmp_path_factory.mktemp("office"), {"dns": dns, "ssl": tls})
+    return store_of(tmp_path_factory.mktemp("office"), {"dns": dns, "ssl": tls})
 
 
 @pytest.fixture(scope="module")
 def office(office_store: Store) -> Tables:
-    return _open(office_store)
+    return open_store(office_store)
 
 
 def test_dynamic_dns_and_tunnel_names_rank_first(office: Tables) -> None:
@@ -158,7 +140,7 @@ def test_shared_and_iterative_lookups_are_not_reported(office: Tables) -> None:
 def test_users_own_lists(tmp_path: Path) -> None:
     mine = tmp_path / "my-ddns.txt"
     mine.write_text("# our router vendor's DDNS\ndyn.corp-example.net\n", encoding="utf-8")
-    tables = _tables(
+    tables = tables_of(
         tmp_path,
         {"dns": [_dns(10.0 * i, "10.0.0.3", "pc7.dyn.corp-example.net") for i in range(200)]},
     )
@@ -200,20 +182,21 @@ def test_wrccdc_has_no_suspicious_domain_worth_reporting(wrccdc: Tables) -> None
 
 def test_contract(office_store: Store) -> None:
     first, second = (
-        [f.to_dict() for f in suspicious_domain.run(_open(office_store), CFG)] for _ in range(2)
+        [f.to_dict() for f in suspicious_domain.run(open_store(office_store), CFG)]
+        for _ in range(2)
     )
     assert first == second
     assert first
     for record in first:
         check_record(json.loads(json.dumps(record)))
         assert record["src"] in str(record["summary"])
-    empty = _open(office_store, Window(start_us=10**15, end_us=10**15 + 1))
+    empty = open_store(office_store, Window(start_us=10**15, end_us=10**15 + 1))
     assert list(suspicious_domain.run(empty, CFG)) == []
 
 
 @pytest.mark.spark
 def test_duckdb_and_spark_agree(office_store: Store, request: pytest.FixtureRequest) -> None:
-    on_duckdb = [f.to_dict() for f in suspicious_domain.run(_open(office_store), CFG)]
+    on_duckdb = [f.to_dict() for f in suspicious_domain.run(open_store(office_store), CFG)]
     session = request.getfixturevalue("spark")  # skips without pyspark or Java
-    tables = _open(office_store, engine=connect("spark", session=session))
+    tables = open_store(office_store, engine=connect("spark", session=session))
     assert [f.to_dict() for f in suspicious_domain.run(tables, CFG)] == on_duckdb

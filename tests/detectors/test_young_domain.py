@@ -18,6 +18,7 @@ from homecall.intel import rdap
 from homecall.pipeline import import_paths
 from homecall.store import Store
 from homecall.store.tables import WHOLE_STORE, Tables, Window, connect, open_tables
+from tests.detectors.zeek_logs import open_store, store_of
 from tests.findings_contract import check_record
 
 CFG = YoungDomainConfig()
@@ -98,19 +99,6 @@ def _dns(ts: float, src: str, query: str, **fields: Any) -> dict[str, Any]:
     }
 
 
-def _store(folder: Path, dns: list[dict[str, Any]]) -> Store:
-    (folder / "logs").mkdir(parents=True)
-    lines = "".join(json.dumps({"_path": "dns", **r}) + "\n" for r in dns)
-    (folder / "logs" / "dns.log").write_text(lines, encoding="utf-8")
-    store = Store(folder / "store")
-    import_paths([folder / "logs"], store)
-    return store
-
-
-def _open(store: Store, window: Window = WHOLE_STORE, engine: Any = None) -> Tables:
-    return open_tables(store, Config().internal, engine or connect(), window)
-
-
 def scaled(activity: int) -> float:
     return math.log10(1 + activity) / math.log10(1 + CFG.activity_full)
 
@@ -138,12 +126,12 @@ def traffic_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     dns += [_dns(NOW + i, "10.0.0.3", "gone.top", rcode=3, answers=[]) for i in range(9)]
     dns += [_dns(NOW + i, "10.0.0.4", "later.org") for i in range(3)]
     dns += [_dns(NOW + 5 + i, f"10.0.0.{i}", "www.example.com") for i in range(1, 5)]
-    return _store(tmp_path_factory.mktemp("traffic"), dns)
+    return store_of(tmp_path_factory.mktemp("traffic"), {"dns": dns})
 
 
 @pytest.fixture(scope="module")
 def traffic(traffic_store: Store) -> Tables:
-    return _open(traffic_store)
+    return open_store(traffic_store)
 
 
 def test_nothing_without_a_source_and_the_log_says_why(
@@ -306,13 +294,13 @@ def feed(tmp_path_factory: pytest.TempPathFactory) -> YoungDomainConfig:
 
 
 def test_contract(traffic_store: Store, feed: YoungDomainConfig) -> None:
-    first, second = ([f.to_dict() for f in _run(_open(traffic_store), feed)] for _ in range(2))
+    first, second = ([f.to_dict() for f in _run(open_store(traffic_store), feed)] for _ in range(2))
     assert first == second
     assert first
     for record in first:
         check_record(json.loads(json.dumps(record)))
         assert record["src"] in str(record["summary"])
-    empty = _open(traffic_store, Window(start_us=10**15, end_us=10**15 + 1))
+    empty = open_store(traffic_store, Window(start_us=10**15, end_us=10**15 + 1))
     assert _run(empty, feed) == []
 
 
@@ -320,7 +308,7 @@ def test_contract(traffic_store: Store, feed: YoungDomainConfig) -> None:
 def test_duckdb_and_spark_agree(
     traffic_store: Store, feed: YoungDomainConfig, request: pytest.FixtureRequest
 ) -> None:
-    on_duckdb = [f.to_dict() for f in _run(_open(traffic_store), feed)]
+    on_duckdb = [f.to_dict() for f in _run(open_store(traffic_store), feed)]
     session = request.getfixturevalue("spark")  # skips without pyspark or Java
-    tables = _open(traffic_store, engine=connect("spark", session=session))
+    tables = open_store(traffic_store, engine=connect("spark", session=session))
     assert [f.to_dict() for f in _run(tables, feed)] == on_duckdb
