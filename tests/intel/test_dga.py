@@ -33,6 +33,8 @@ MODEL = ROOT / "src/homecall/intel/data" / dga.MODEL_FILE
         # hosting platforms name customers randomly; malware cannot generate those names
         ("d2wy8f7a9ursnm.cloudfront.net", "cloudfront.net", "cloudfront"),
         ("s4spujqaty.us-east-1.elasticbeanstalk.com", "elasticbeanstalk.com", "elasticbeanstalk"),
+        # internationalized names are scored in their DNS form (A-labels), as logs mostly write
+        ("www.пример.рф", "xn--e1afmkfd.xn--p1ai", "xn--e1afmkfd"),
         ("10.1.2.3", None, ""),
         ("wpad", None, "wpad"),
     ],
@@ -57,6 +59,11 @@ def test_shipped_thresholds_belong_to_the_shipped_model(samples: Path) -> None:
     strict, loose = load_model().thresholds
     assert (scores >= strict).mean() == pytest.approx(1e-3, abs=2e-4)
     assert (scores >= loose).mean() == pytest.approx(1e-2, abs=1e-3)
+
+
+def test_unicode_and_punycode_spellings_score_the_same() -> None:
+    model = load_model()
+    assert model.predict_proba(["www.bücher.de"])[0] == model.predict_proba(["xn--bcher-kva.de"])[0]
 
 
 def test_ips_and_empty_names_score_zero() -> None:

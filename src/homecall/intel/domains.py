@@ -8,7 +8,7 @@ import ipaddress
 import pyarrow as pa
 from publicsuffixlist import PublicSuffixList
 
-__all__ = ["is_ip_literal", "registered_domain", "registered_domains"]
+__all__ = ["ascii_name", "is_ip_literal", "registered_domain", "registered_domains"]
 
 
 @functools.cache
@@ -25,11 +25,26 @@ def is_ip_literal(name: str) -> bool:
     return True
 
 
+def ascii_name(name: str) -> str:
+    """An internationalized name in its DNS form: "www.пример.рф" -> "www.xn--e1afmkfd.xn--p1ai".
+
+    DNS carries A-labels (punycode); logs that print Unicode (some proxies) would otherwise
+    split one domain in two, and the DGA model would read Cyrillic letters as noise. Names
+    that do not encode (empty labels, stray bytes) are returned unchanged.
+    """
+    if name.isascii():
+        return name
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return name
+
+
 def registered_domain(name: str | None) -> str | None:
     """ "www.example.co.uk" -> "example.co.uk"; None for IPs, bare suffixes and junk."""
     if not name:
         return None
-    host = name.strip().rstrip(".").lower()
+    host = ascii_name(name.strip().rstrip(".").lower())
     if ":" in host and not host.startswith("["):
         host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host  # Host header with a port
     if not host or is_ip_literal(host) or "." not in host:

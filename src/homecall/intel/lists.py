@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from homecall.errors import ConfigError, MalformedInputError
-from homecall.intel.domains import is_ip_literal, registered_domain
+from homecall.intel.domains import ascii_name, is_ip_literal, registered_domain
 
 __all__ = [
     "DDNS_SOURCE",
@@ -95,7 +95,7 @@ def normalize(name: str | None) -> str | None:
     """Lower case, no trailing dot, no port; None for empty names and IP literals."""
     if not name:
         return None
-    host = name.strip().rstrip(".").lower()
+    host = ascii_name(name.strip().rstrip(".").lower())
     if host.count(":") == 1:
         host = host.rsplit(":", 1)[0]
     if not host or is_ip_literal(host):
