@@ -2,11 +2,11 @@
 
 Data (read their PROVENANCE files): ../shared/c2-samples/benign-domains and
 ../shared/c2-samples/dga-domains/umudga-1000-per-family. Half of the OpenDNS random sample is
-held out (split by a hash of the name, the same split benchmarks/dga_eval.py uses) and never
-trained on, and so is a tenth of every DGA family. On those the output is calibrated (Platt
-scaling, classes weighted equally), and the model's operating thresholds, stored with it, are
-its calibrated scores' quantiles on the benign half at FPR 1e-3 and 1e-2. Everything else
-trains the network. Fixed seed: same data, same model.
+held out (split by a SHA-256 of the name; benchmarks/dga_eval.py draws its own split, since it
+trains its own models) and never trained on, and so is a tenth of every DGA family. On those
+the output is calibrated (Platt scaling, classes weighted equally), and the model's operating
+thresholds, stored with it, are its calibrated scores' quantiles on the benign half at FPR 1e-3
+and 1e-2. Everything else trains the network. Fixed seed: same data, same model.
 
     python scripts/train_dga.py [--samples ../shared/c2-samples]
 """
