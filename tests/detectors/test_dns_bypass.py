@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import logging
 import math
 from itertools import count
@@ -15,9 +14,14 @@ from homecall.detectors.dns_bypass import DnsBypassConfig, bypass_score
 from homecall.findings import Finding
 from homecall.pipeline import import_paths
 from homecall.store import Store
-from homecall.store.tables import WHOLE_STORE, Tables, Window, connect, open_tables
-from tests.detectors.zeek_logs import open_store, store_of, tables_of
-from tests.findings_contract import check_record
+from homecall.store.tables import WHOLE_STORE, Tables, connect, open_tables
+from tests.detectors.zeek_logs import (
+    assert_contract,
+    assert_spark_agrees,
+    open_store,
+    store_of,
+    tables_of,
+)
 
 CFG = DnsBypassConfig()
 RESOLVER = "10.0.0.53"
@@ -231,21 +235,10 @@ def test_wrccdc_resolvers_recurse_and_nobody_bypasses(samples: Path, tmp_path: P
 
 
 def test_contract(office_store: Store) -> None:
-    first, second = (
-        [f.to_dict() for f in dns_bypass.run(open_store(office_store), CFG)] for _ in range(2)
-    )
-    assert first == second
-    assert first
-    for record in first:
-        check_record(json.loads(json.dumps(record)))
-        assert record["src"] in str(record["summary"])
-    empty = open_store(office_store, Window(start_us=10**15, end_us=10**15 + 1))
-    assert list(dns_bypass.run(empty, CFG)) == []
+    assert_contract(lambda tables: dns_bypass.run(tables, CFG), office_store)
 
 
 @pytest.mark.spark
 def test_duckdb_and_spark_agree(office_store: Store, request: pytest.FixtureRequest) -> None:
-    on_duckdb = [f.to_dict() for f in dns_bypass.run(open_store(office_store), CFG)]
     session = request.getfixturevalue("spark")  # skips without pyspark or Java
-    tables = open_store(office_store, engine=connect("spark", session=session))
-    assert [f.to_dict() for f in dns_bypass.run(tables, CFG)] == on_duckdb
+    assert_spark_agrees(lambda tables: dns_bypass.run(tables, CFG), office_store, session)

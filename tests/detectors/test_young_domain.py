@@ -17,9 +17,8 @@ from homecall.findings import Finding
 from homecall.intel import rdap
 from homecall.pipeline import import_paths
 from homecall.store import Store
-from homecall.store.tables import WHOLE_STORE, Tables, Window, connect, open_tables
-from tests.detectors.zeek_logs import open_store, store_of
-from tests.findings_contract import check_record
+from homecall.store.tables import WHOLE_STORE, Tables, connect, open_tables
+from tests.detectors.zeek_logs import assert_contract, assert_spark_agrees, open_store, store_of
 
 CFG = YoungDomainConfig()
 DAY = 86_400.0
@@ -294,21 +293,12 @@ def feed(tmp_path_factory: pytest.TempPathFactory) -> YoungDomainConfig:
 
 
 def test_contract(traffic_store: Store, feed: YoungDomainConfig) -> None:
-    first, second = ([f.to_dict() for f in _run(open_store(traffic_store), feed)] for _ in range(2))
-    assert first == second
-    assert first
-    for record in first:
-        check_record(json.loads(json.dumps(record)))
-        assert record["src"] in str(record["summary"])
-    empty = open_store(traffic_store, Window(start_us=10**15, end_us=10**15 + 1))
-    assert _run(empty, feed) == []
+    assert_contract(lambda tables: _run(tables, feed), traffic_store)
 
 
 @pytest.mark.spark
 def test_duckdb_and_spark_agree(
     traffic_store: Store, feed: YoungDomainConfig, request: pytest.FixtureRequest
 ) -> None:
-    on_duckdb = [f.to_dict() for f in _run(open_store(traffic_store), feed)]
     session = request.getfixturevalue("spark")  # skips without pyspark or Java
-    tables = open_store(traffic_store, engine=connect("spark", session=session))
-    assert [f.to_dict() for f in _run(tables, feed)] == on_duckdb
+    assert_spark_agrees(lambda tables: _run(tables, feed), traffic_store, session)
