@@ -18,6 +18,7 @@ __all__ = [
     "host_name",
     "most_common_port",
     "named_contacts",
+    "prevalence_factor",
     "sample_uids",
     "scaled_log",
     "utc",
@@ -95,3 +96,14 @@ def named_contacts(tables: Tables) -> ir.Table:
             t = t.filter(t.method.fill_null("") != "CONNECT")
         parts.append(t.select("ts", "uid", "src", "dst", "dst_port", name=host_name(t[column])))
     return ibis.union(*parts)
+
+
+def prevalence_factor(
+    hosts: int, fleet: int, *, ratio: float, damping: float, min_fleet: int
+) -> float:
+    """1 for a destination of one host; down to 1 - damping when `ratio` of the fleet uses it.
+    Not applied in a fleet smaller than min_fleet (the beacon detector's rule)."""
+    if fleet < min_fleet:
+        return 1.0
+    share = max(hosts - 1, 0) / max(fleet - 1, 1)
+    return 1.0 - damping * min(1.0, share / ratio)

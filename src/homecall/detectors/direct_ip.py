@@ -26,12 +26,12 @@ from homecall.detectors.base import Detector
 from homecall.detectors.common import (
     most_common_port,
     named_contacts,
+    prevalence_factor,
     sample_uids,
     scaled_log,
     utc,
     with_uids,
 )
-from homecall.detectors.suspicious_domain import prevalence_factor
 from homecall.findings import Finding, rank
 from homecall.intel import lists
 from homecall.store.tables import Tables

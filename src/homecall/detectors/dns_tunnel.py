@@ -26,7 +26,14 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from homecall.detectors.base import Detector
-from homecall.detectors.common import most_common_port, sample_uids, scaled_log, utc, with_uids
+from homecall.detectors.common import (
+    most_common_port,
+    prevalence_factor,
+    sample_uids,
+    scaled_log,
+    utc,
+    with_uids,
+)
 from homecall.detectors.dns_queries import client_queries, name_domains, resolvers
 from homecall.findings import Finding, rank
 from homecall.store.tables import Tables
@@ -305,8 +312,13 @@ def _context(
         outlier = _ramp(
             math.log(max(ratio, 1.0)), *map(math.log, (cfg.outlier_low, cfg.outlier_high))
         )
-        share = (hosts - 1) / max(fleet - 1, 1)
-        shared = 1.0 - cfg.shared_damping * min(1.0, share / cfg.shared_ratio) * (1.0 - outlier)
+        shared = prevalence_factor(  # an outlier among the domain's hosts is not damped
+            hosts,
+            fleet,
+            ratio=cfg.shared_ratio,
+            damping=cfg.shared_damping * (1.0 - outlier),
+            min_fleet=cfg.min_fleet,
+        )
         evidence["other_hosts_names_mean"] = round(others_mean, 1)
         if shared < 1.0:
             factor *= shared

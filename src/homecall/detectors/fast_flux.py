@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from homecall.detectors.base import Detector
-from homecall.detectors.common import sample_uids, utc, with_uids
+from homecall.detectors.common import prevalence_factor, sample_uids, utc, with_uids
 from homecall.detectors.dns_queries import client_queries, name_domains, resolvers
 from homecall.findings import Finding, rank
 from homecall.intel.domains import registered_domain
@@ -241,8 +241,13 @@ def _context(
             reasons.append(f"{names} names are looked up under {domain}")
     hosts = max(int(row["hosts"]), 1)
     if fleet >= cfg.min_fleet and hosts > 1:
-        share = (hosts - 1) / max(fleet - 1, 1)
-        shared = 1.0 - cfg.shared_damping * min(1.0, share / cfg.shared_ratio)
+        shared = prevalence_factor(
+            hosts,
+            fleet,
+            ratio=cfg.shared_ratio,
+            damping=cfg.shared_damping,
+            min_fleet=cfg.min_fleet,
+        )
         factor *= shared
         evidence["shared_name_factor"] = round(shared, 3)
         reasons.append(f"{hosts} of {fleet} internal hosts look it up")

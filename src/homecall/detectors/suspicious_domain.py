@@ -22,7 +22,14 @@ import numpy as np
 import pyarrow as pa
 
 from homecall.detectors.base import Detector
-from homecall.detectors.common import named_contacts, sample_uids, scaled_log, utc, with_uids
+from homecall.detectors.common import (
+    named_contacts,
+    prevalence_factor,
+    sample_uids,
+    scaled_log,
+    utc,
+    with_uids,
+)
 from homecall.findings import Finding, rank
 from homecall.intel import lists
 from homecall.store.tables import Tables
@@ -32,7 +39,6 @@ __all__ = [
     "LOCAL_NAME_PORTS",
     "SuspiciousDomainConfig",
     "UserLists",
-    "prevalence_factor",
     "run",
     "suspicion_score",
 ]
@@ -82,17 +88,6 @@ class UserLists:
             path = Path(cfg.extra_risky_tlds_file)
             tlds = lists.read_tld_file(path, key + "extra_risky_tlds_file", cfg.extra_tld_weight)
         return cls(ddns, shorteners, tlds)
-
-
-def prevalence_factor(
-    hosts: int, fleet: int, *, ratio: float, damping: float, min_fleet: int
-) -> float:
-    """1 for a destination of one host; down to 1 - damping when `ratio` of the fleet uses it.
-    Not applied in a fleet smaller than min_fleet (the beacon detector's rule)."""
-    if fleet < min_fleet:
-        return 1.0
-    share = max(hosts - 1, 0) / max(fleet - 1, 1)
-    return 1.0 - damping * min(1.0, share / ratio)
 
 
 def suspicion_score(

@@ -22,8 +22,15 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from homecall.detectors.base import Detector
-from homecall.detectors.common import named_contacts, sample_uids, scaled_log, utc, with_uids
-from homecall.detectors.suspicious_domain import LOCAL_NAME_PORTS, prevalence_factor
+from homecall.detectors.common import (
+    named_contacts,
+    prevalence_factor,
+    sample_uids,
+    scaled_log,
+    utc,
+    with_uids,
+)
+from homecall.detectors.suspicious_domain import LOCAL_NAME_PORTS
 from homecall.findings import Finding, rank
 from homecall.intel import lists, rdap
 from homecall.store.tables import Tables
