@@ -77,15 +77,21 @@ def read(
         raise MalformedInputError(path, 1, "neither a Zeek TSV header nor a JSON record")
 
 
+_INTERIM = ("open_conn", "conn_long")
+
+
 def _log_type(
     path: Path, zeek_path: str | None, fields: set[str], problems: Problems
 ) -> ZeekLog | None:
-    name = zeek_path or _ROTATION.sub("", path.name.split(".")[0])
-    if path.name.startswith("open_"):
-        problems.skip(
-            path, "still-open connections (zeek-open-connections); conn.log has them once closed"
-        )
+    stem = _ROTATION.sub("", path.name.split(".")[0])
+    # Still-open connections (zeek-open-connections writes open_conn.log with `_path` "conn"):
+    # interim conn records go to conn_open for long-connection; the others are skipped.
+    if zeek_path in _INTERIM or stem in _INTERIM:
+        return log_for_path("open_conn")
+    if stem.startswith("open_"):
+        problems.skip(path, "still-open connections; http.log and ssl.log have them once closed")
         return None
+    name = zeek_path or stem
     found = log_for_path(name) if zeek_path else None
     if found is None and zeek_path is None:
         found = log_for_fields(fields)
@@ -273,6 +279,8 @@ def _json_select(
         else:
             raw_types[name] = _sql_type(target)
             exprs.append(ref)
+    if not exprs:
+        return f"CAST(NULL AS {_sql_type(target)}) AS {_ident(column)}"
     expr = exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})"
     return f"{expr} AS {_ident(column)}"
 

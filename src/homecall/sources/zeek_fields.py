@@ -22,6 +22,18 @@ _ENDPOINTS: dict[str, tuple[str, ...]] = {
 }
 
 
+_PROXY_ONLY = (
+    "proxy",
+    "proxy_action",
+    "denied",
+    "duration_s",
+    "request_bytes",
+    "response_bytes",
+    "server_ip",
+    "categories",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ZeekLog:
     """A Zeek log type: its `#path` names, the table it feeds and the column sources."""
@@ -32,28 +44,38 @@ class ZeekLog:
     signature: frozenset[str]  # fields whose presence identifies the log when there is no #path
 
 
+_CONN_COLUMNS: dict[str, tuple[str, ...]] = {
+    **_ENDPOINTS,
+    "proto": ("proto",),
+    "service": ("service",),
+    "duration_s": ("duration",),
+    "orig_bytes": ("orig_bytes",),
+    "resp_bytes": ("resp_bytes",),
+    "conn_state": ("conn_state",),
+    "history": ("history",),
+    "orig_pkts": ("orig_pkts",),
+    "resp_pkts": ("resp_pkts",),
+    "orig_ip_bytes": ("orig_ip_bytes",),
+    "resp_ip_bytes": ("resp_ip_bytes",),
+    "missed_bytes": ("missed_bytes",),
+    "local_orig": ("local_orig",),
+    "local_resp": ("local_resp",),
+}
+
 ZEEK_LOGS: tuple[ZeekLog, ...] = (
     ZeekLog(
         paths=("conn",),
         table="conn",
         signature=frozenset({"conn_state", "orig_bytes"}),
-        columns={
-            **_ENDPOINTS,
-            "proto": ("proto",),
-            "service": ("service",),
-            "duration_s": ("duration",),
-            "orig_bytes": ("orig_bytes",),
-            "resp_bytes": ("resp_bytes",),
-            "conn_state": ("conn_state",),
-            "history": ("history",),
-            "orig_pkts": ("orig_pkts",),
-            "resp_pkts": ("resp_pkts",),
-            "orig_ip_bytes": ("orig_ip_bytes",),
-            "resp_ip_bytes": ("resp_ip_bytes",),
-            "missed_bytes": ("missed_bytes",),
-            "local_orig": ("local_orig",),
-            "local_resp": ("local_resp",),
-        },
+        columns=_CONN_COLUMNS,
+    ),
+    # Interim records of connections still open (zeek-open-connections' open_conn.log, the
+    # long-connections package's conn_long.log): never guessed from fields, they look like conn.
+    ZeekLog(
+        paths=("open_conn", "conn_long"),
+        table="conn_open",
+        signature=frozenset(),
+        columns=_CONN_COLUMNS,
     ),
     ZeekLog(
         paths=("dns",),
@@ -104,6 +126,8 @@ ZEEK_LOGS: tuple[ZeekLog, ...] = (
             "resp_mime_types": ("resp_mime_types",),
             "orig_fuids": ("orig_fuids",),
             "resp_fuids": ("resp_fuids",),
+            # what only proxy logs have
+            **{c: () for c in _PROXY_ONLY},
         },
     ),
     ZeekLog(
@@ -240,6 +264,6 @@ def log_for_path(path: str) -> ZeekLog | None:
 def log_for_fields(fields: set[str]) -> ZeekLog | None:
     """Guess the log type from its field names when no `#path` or `_path` says it."""
     for log in ZEEK_LOGS:
-        if log.signature <= fields:
+        if log.signature and log.signature <= fields:
             return log
     return None

@@ -37,23 +37,28 @@ def _table(*columns: tuple[str, pa.DataType], endpoints: bool = True) -> pa.Sche
     return pa.schema([*head, *columns, *_PROVENANCE])
 
 
+_CONN: list[tuple[str, pa.DataType]] = [
+    ("proto", pa.string()),
+    ("service", pa.string()),
+    ("duration_s", pa.float64()),
+    ("orig_bytes", pa.int64()),
+    ("resp_bytes", pa.int64()),
+    ("conn_state", pa.string()),
+    ("history", pa.string()),
+    ("orig_pkts", pa.int64()),
+    ("resp_pkts", pa.int64()),
+    ("orig_ip_bytes", pa.int64()),
+    ("resp_ip_bytes", pa.int64()),
+    ("missed_bytes", pa.int64()),
+    ("local_orig", pa.bool_()),
+    ("local_resp", pa.bool_()),
+]
+
 SCHEMAS: dict[str, pa.Schema] = {
-    "conn": _table(
-        ("proto", pa.string()),
-        ("service", pa.string()),
-        ("duration_s", pa.float64()),
-        ("orig_bytes", pa.int64()),
-        ("resp_bytes", pa.int64()),
-        ("conn_state", pa.string()),
-        ("history", pa.string()),
-        ("orig_pkts", pa.int64()),
-        ("resp_pkts", pa.int64()),
-        ("orig_ip_bytes", pa.int64()),
-        ("resp_ip_bytes", pa.int64()),
-        ("missed_bytes", pa.int64()),
-        ("local_orig", pa.bool_()),
-        ("local_resp", pa.bool_()),
-    ),
+    "conn": _table(*_CONN),
+    # Connections still open when the sensor wrote them (Zeek open_conn.log, conn_long.log):
+    # interim records, read only by long-connection; conn.log has each once it closes.
+    "conn_open": _table(*_CONN),
     "dns": _table(
         ("proto", pa.string()),
         ("trans_id", pa.int32()),
@@ -92,6 +97,15 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("resp_mime_types", _STRINGS),
         ("orig_fuids", _STRINGS),
         ("resp_fuids", _STRINGS),
+        # Proxy logs (Squid, W3C/Blue Coat) only; null in records seen on the wire.
+        ("proxy", pa.string()),
+        ("proxy_action", pa.string()),
+        ("denied", pa.bool_()),
+        ("duration_s", pa.float64()),
+        ("request_bytes", pa.int64()),
+        ("response_bytes", pa.int64()),
+        ("server_ip", pa.string()),
+        ("categories", _STRINGS),
     ),
     "tls": _table(
         ("version", pa.string()),

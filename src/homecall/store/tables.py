@@ -69,9 +69,11 @@ class Tables:
         tables: dict[str, ir.Table],
         internal: pa.Table,
         window: Window,
+        history: dict[str, ir.Table] | None = None,
     ) -> None:
         self.backend = backend
         self._tables = tables
+        self._history = history or {}
         self.internal = ibis.memtable(internal)  # column `ip`: internal addresses in the window
         self.fleet_size = internal.num_rows  # how many internal hosts were active
         self.window = window
@@ -110,7 +112,19 @@ class Tables:
         internal), "internal" (both internal; src is the originator). Rows with no internal side
         are dropped.
         """
-        t = self._tables[name]
+        return self._oriented(self._tables[name])
+
+    def history(self, name: str) -> ir.Table:
+        """`name` oriented as by `oriented`, over the store's records before the window: what
+        the store already knew (first-seen dates). Empty when the window starts at the store's
+        beginning; the internal side is judged by the window's internal hosts.
+        """
+        t = self._history.get(name)
+        if t is None:
+            t = ibis.memtable(SCHEMAS[name].empty_table())
+        return self._oriented(t)
+
+    def _oriented(self, t: ir.Table) -> ir.Table:
         orig_in = t.orig_ip.isin(self.internal.ip)
         resp_in = t.resp_ip.isin(self.internal.ip)
         t = t.mutate(_orig_in=orig_in, _resp_in=resp_in).filter(ibis._._orig_in | ibis._._resp_in)
@@ -145,7 +159,21 @@ def open_tables(
         tables[name] = _in_window(_utc_times(t, schema), window)
     tables["tls"] = _with_certificates(tables["tls"], tables.pop("x509"))
     internal_ips = _internal_addresses(backend, tables, internal)
-    return Tables(backend, tables, internal_ips, window)
+    return Tables(backend, tables, internal_ips, window, _history(store, backend, window))
+
+
+def _history(store: Store, backend: ibis.BaseBackend, window: Window) -> dict[str, ir.Table]:
+    """The endpoint tables before the window's start (none for a window open at the start)."""
+    if window.start_us is None:
+        return {}
+    listed = store.files_by_table(start_us=None, end_us=window.start_us - 1)
+    history = {}
+    for name in ENDPOINT_TABLES:
+        files = listed.get(name, [])
+        if files:
+            t = _utc_times(_read_parquet(backend, files, f"homecall_history_{name}"), SCHEMAS[name])
+            history[name] = t.filter(t.ts < _timestamp(window.start_us))
+    return history
 
 
 def _read_parquet(backend: ibis.BaseBackend, files: list[Path], name: str) -> ir.Table:
