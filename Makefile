@@ -32,10 +32,11 @@ test: $(STAMP) lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/ingest.py
-	$(BIN)/python benchmarks/beacon_grid.py
-	$(BIN)/python benchmarks/beacon_speed.py
-	$(BIN)/python benchmarks/dga_eval.py
+	PYTHONPATH=. $(BIN)/python benchmarks/ingest.py
+	PYTHONPATH=. $(BIN)/python benchmarks/beacon_grid.py
+	PYTHONPATH=. $(BIN)/python benchmarks/beacon_speed.py
+	PYTHONPATH=. $(BIN)/python benchmarks/web_speed.py
+	PYTHONPATH=. $(BIN)/python benchmarks/dga_eval.py
 
 clean:
 	rm -rf $(VENV) demo homecall-store .pytest_cache .mypy_cache .ruff_cache

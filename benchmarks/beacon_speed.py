@@ -19,18 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from benchmarks.synthetic import ips
 from homecall.store import Store, schema_of
 
 CHUNK = 1_000_000
 T0_US = 1_764_201_600 * 1_000_000  # 2025-11-27 00:00 UTC
-
-
-def _ips(prefix: str, values: np.ndarray) -> pa.Array:
-    a, b, c = (values >> 16) & 255, (values >> 8) & 255, values & 255
-    parts = [pa.array(x).cast(pa.string()) for x in (a, b, c)]
-    return pc.binary_join_element_wise(pa.scalar(prefix), *parts, ".")
 
 
 def build(store: Store, rows: int, pairs: int, seed: int = 0) -> None:
@@ -50,8 +44,8 @@ def build(store: Store, rows: int, pairs: int, seed: int = 0) -> None:
             columns = {field.name: pa.nulls(n, field.type) for field in schema}
             columns["ts"] = pa.array(ts, pa.int64()).cast(schema.field("ts").type)
             columns["uid"] = pa.array(np.char.add("C", (start + np.arange(n)).astype(str)))
-            columns["orig_ip"] = _ips("10.", src[p])
-            columns["resp_ip"] = _ips("93.", dst[p])
+            columns["orig_ip"] = ips("10", src[p])
+            columns["resp_ip"] = ips("93", dst[p])
             columns["orig_port"] = pa.array(rng.integers(1024, 65535, n), pa.int32())
             columns["resp_port"] = pa.array(np.full(n, 443), pa.int32())
             columns["orig_bytes"] = pa.array(rng.lognormal(6, 1, n).astype(np.int64))
