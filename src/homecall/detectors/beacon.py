@@ -22,6 +22,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 
+from homecall.detectors import web
 from homecall.detectors.base import Detector
 from homecall.detectors.beacon_scoring import (
     BeaconConfig,
@@ -37,7 +38,6 @@ from homecall.detectors.beacon_scoring import (
     sleep_change,
 )
 from homecall.detectors.common import (
-    host_name,
     most_common_port,
     named_contacts,
     sample_uids,
@@ -104,7 +104,7 @@ def events(tables: Tables) -> ir.Table:
 def _without_conn(contacts: ir.Table, conn: ir.Table) -> ir.Table:
     """TLS and HTTP records whose conn.log record is missing (a sensor that logs ssl.log but
     not conn.log, or a partial import) stand in for their connections; sizes unknown (-1)."""
-    named = contacts.anti_join(conn.select("uid"), "uid")
+    named = contacts.filter(~contacts.via_proxy).anti_join(conn.select("uid"), "uid")
     return named.select(
         src=named.src,
         grouping=ibis.literal("domain"),
@@ -134,31 +134,26 @@ def _resolved_names(tables: Tables) -> ir.Table:
 
 
 def _proxy_requests(tables: Tables, conn: ir.Table) -> ir.Table:
-    http = tables.oriented("http")
-    is_connect = http.method.fill_null("") == "CONNECT"
-    proxied = is_connect | http.uri.fill_null("").lower().startswith("http://")
-    target = is_connect.ifelse(http.uri, http.host)
-    http = http.filter(proxied & (target.fill_null("") != ""))
+    """Requests through a web proxy (`web.requests`), keyed by the requested host and port.
+    A CONNECT a sensor saw is sized by its tunnel's conn record; the rest by what the proxy
+    logged, else the HTTP bodies."""
+    requests = web.requests(tables)
+    requests = requests.filter(requests.via_proxy & requests.host.notnull())
     tunnel = conn.select(
         "uid",
         c_out=conn.orig_ip_bytes.fill_null(conn.orig_bytes),
         c_in=conn.resp_ip_bytes.fill_null(conn.resp_bytes),
     )
-    joined = http.left_join(tunnel, "uid").drop("uid_right")
-    connect = joined.method.fill_null("") == "CONNECT"
-    body_out = joined.request_body_len.fill_null(0)
-    body_in = joined.response_body_len.fill_null(0)
+    joined = requests.left_join(tunnel, "uid").drop("uid_right")
     return joined.select(
         src=joined.src,
         grouping=ibis.literal("proxy"),
-        dst=host_name(connect.ifelse(joined.uri, joined.host)),
-        dst_port=connect.ifelse(
-            joined.uri.re_extract(r":([0-9]+)$", 1).nullif("").cast("int32"), ibis.literal(80)
-        ),
+        dst=joined.host,
+        dst_port=joined.port,
         ts=joined.ts,
         uid=joined.uid,
-        bytes_out=connect.ifelse(joined.c_out.fill_null(body_out), body_out),
-        bytes_in=connect.ifelse(joined.c_in.fill_null(body_in), body_in),
+        bytes_out=joined.c_out.fill_null(joined.request_bytes.fill_null(0)),
+        bytes_in=joined.c_in.fill_null(joined.response_bytes.fill_null(0)),
     )
 
 

@@ -11,6 +11,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from homecall.detectors import web
 from homecall.findings import MAX_UIDS, Finding
 from homecall.store.tables import Tables
 
@@ -86,16 +87,32 @@ def host_name(column: ir.StringColumn) -> ir.StringColumn:
 
 
 def named_contacts(tables: Tables) -> ir.Table:
-    """Outbound connections with the name they were made for, from the TLS SNI and the HTTP
-    Host (proxy CONNECT requests excluded): ts, uid, src, dst (the IP), dst_port, name."""
-    parts = []
-    for table, column in (("tls", "server_name"), ("http", "host")):
-        t = tables.oriented(table)
-        t = t.filter((t.direction == "outbound") & (t[column].fill_null("") != ""))
-        if table == "http":
-            t = t.filter(t.method.fill_null("") != "CONNECT")
-        parts.append(t.select("ts", "uid", "src", "dst", "dst_port", name=host_name(t[column])))
-    return ibis.union(*parts)
+    """Contacts of internal hosts with outside names: ts, uid, src, dst, dst_port, name,
+    via_proxy. From the TLS SNI (outbound, or inside a proxy CONNECT tunnel) and every web
+    request's requested host (`web.requests`: direct, through a proxy, or in a proxy's log).
+
+    `dst` is the address contacted (the proxy's, for a request a sensor saw on its way to a
+    proxy; the requested host in a proxy's own log) and `dst_port` the requested port; rows
+    `via_proxy` have no outbound connection of their own in conn.
+    """
+    tls = web.tls_sessions(tables)
+    tls = tls.filter(tls.name.notnull())
+    tunnels = web.proxy_tunnels(tables)
+    sessions = tls.left_join(tunnels, "uid").select(
+        "ts",
+        "uid",
+        "src",
+        "dst",
+        dst_port=tunnels.port.fill_null(tls.dst_port),
+        name=host_name(tls.name),
+        via_proxy=tunnels.port.notnull(),
+    )
+    requests = web.requests(tables)
+    requests = requests.filter(requests.host.notnull())
+    asked = requests.select(
+        "ts", "uid", "src", "dst", dst_port=requests.port, name=requests.host, via_proxy="via_proxy"
+    )
+    return ibis.union(sessions, asked)
 
 
 def prevalence_factor(

@@ -14,7 +14,7 @@ import ibis.expr.types as ir
 
 from homecall.store.tables import Tables
 
-__all__ = ["REQUEST_COLUMNS", "requests", "tls_sessions"]
+__all__ = ["REQUEST_COLUMNS", "proxy_tunnels", "requests", "tls_sessions"]
 
 _ABSOLUTE = r"^[a-zA-Z][a-zA-Z0-9+.-]*://"
 _AUTHORITY = r"^[a-zA-Z][a-zA-Z0-9+.-]*://([^/?#]*)"
@@ -132,14 +132,24 @@ def requests(tables: Tables, *, inbound: bool = False) -> ir.Table:
     )
 
 
+def proxy_tunnels(tables: Tables) -> ir.Table:
+    """(uid, host, port): CONNECT requests a sensor saw on their way to a proxy, one per uid."""
+    http = tables.oriented("http")
+    connect = http.filter((http.method.fill_null("").upper() == "CONNECT") & http.proxy.isnull())
+    target = connect.uri.fill_null("")
+    return connect.group_by("uid").aggregate(
+        host=_host_of(target).max(),
+        port=target.re_extract(r":([0-9]+)$", 1).nullif("").cast("int32").max(),
+    )
+
+
 def tls_sessions(tables: Tables) -> ir.Table:
     """TLS sessions of internal clients with outside servers: outbound ones, plus those a sensor
     saw inside a proxy CONNECT tunnel (same uid as the CONNECT). All tls columns (with the leaf
     certificate's `cert_*`), oriented, plus `name`: the SNI, lower case, null when absent.
     """
     tls = tables.oriented("tls")
-    http = tables.oriented("http")
-    tunnels = http.filter(http.method.fill_null("").upper() == "CONNECT").select("uid").distinct()
+    tunnels = proxy_tunnels(tables).select("uid")
     outbound = tls.filter(tls.direction == "outbound")
     tunnelled = tls.filter(tls.direction == "internal").semi_join(tunnels, "uid")
     both = ibis.union(outbound, tunnelled)
