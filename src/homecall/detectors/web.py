@@ -49,11 +49,13 @@ REQUEST_COLUMNS = (
 
 
 def _host_of(authority: ir.StringValue) -> ir.StringValue:
-    """`user@host:port` or `[v6]:port` -> host, lower case, without brackets; null when empty."""
+    """`user@host:port` or `[v6]:port` -> host, lower case, without brackets; null when empty.
+    Most values are a bare name: the regular expressions run only on those that need them."""
     bare = authority.re_replace(r"^[^@]*@", "").lower()
     v6 = bare.re_extract(r"^\[([^\]]*)\]", 1)
     plain = bare.re_replace(r":[0-9]*$", "")
-    return (v6 != "").ifelse(v6, plain).nullif("")
+    full = (v6 != "").ifelse(v6, plain)
+    return authority.re_search(r"[@:\[]").ifelse(full, authority.lower()).nullif("")
 
 
 def requests(tables: Tables, *, inbound: bool = False) -> ir.Table:
@@ -64,8 +66,9 @@ def requests(tables: Tables, *, inbound: bool = False) -> ir.Table:
     `dst` is the address the request went to (the server, or the proxy when a sensor saw the
     request on its way to one; the requested host in a proxy's own log). `host` is the
     requested name (or address literal) from the Host header, the CONNECT target or the
-    absolute URI; `port` the requested port. `path` and `query` come from the URI in origin
-    form. Sizes are the proxy's wire bytes where logged, else Zeek's body lengths.
+    absolute URI; `port` the requested port (for an inbound request, the internal server's).
+    `path` and `query` come from the URI in origin form. Sizes are the proxy's wire bytes
+    where logged, else Zeek's body lengths.
     """
     http = tables.oriented("http")
     uri = http.uri.fill_null("")
@@ -95,6 +98,7 @@ def requests(tables: Tables, *, inbound: bool = False) -> ir.Table:
     scheme = uri.re_extract(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", 1).lower()
     default = ibis.cases(*((scheme == k, v) for k, v in _DEFAULT_PORTS.items()), else_=80)
     port = ibis.cases(
+        (http.direction == "inbound", http.resp_port),  # the internal server's port
         (proxy_log, http.dst_port),
         (connect | absolute, explicit.cast("int32").fill_null(default.cast("int32"))),
         else_=http.dst_port,
