@@ -281,7 +281,8 @@ def test_truth_json_keeps_its_keys_and_adds_the_new_ones(default_run: Simulation
     assert list(truth) == [
         "seed", "hosts", "days", "start", "internal_networks", "c2", "benign_periodic",
         "dga", "dns_tunnel", "fast_flux", "benign_dns", "dns_bypass", "dns_volume",
-        "young_domains",
+        "young_domains", "proxy", "web_c2", "user_agents", "uri_commands", "domain_fronting",
+        "tls_certs", "http_anomalies", "benign_web",
     ]  # fmt: skip
     assert [BypassTruth(**x) for x in truth["dns_bypass"]] == list(default_run.dns_bypass)
     assert [VolumeTruth(**_as_tuples(x)) for x in truth["dns_volume"]] == list(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "DOMAIN_CONTROLLERS",
@@ -14,13 +17,17 @@ __all__ = [
     "HOSTS_PER_SUBNET",
     "INTERNAL_NETWORKS",
     "INTRANET_SERVERS",
+    "LINUX_SERVERS",
     "MAIL_GATEWAY",
     "MAX_HOSTS",
     "MONITORING_SERVER",
+    "PROXY",
     "RESOLVER",
+    "WEB_SERVER",
     "draw_public_ips",
     "host_ips",
     "int_to_ip",
+    "ip_texts",
     "ip_to_int",
     "is_internal",
     "is_public",
@@ -41,12 +48,22 @@ def int_to_ip(value: int) -> str:
     return str(ipaddress.IPv4Address(int(value)))
 
 
+def ip_texts(ips: npt.NDArray[np.uint32]) -> Any:
+    """Integers -> dotted quads, as a pyarrow string array."""
+    values = np.asarray(ips, dtype=np.uint32)
+    octets = [pc.cast(pa.array((values >> s) & 0xFF), pa.string()) for s in (24, 16, 8, 0)]
+    return pc.binary_join_element_wise(*octets, ".")
+
+
 RESOLVER = ip_to_int("10.0.0.53")
 DOMAIN_CONTROLLERS = (ip_to_int("10.0.0.10"), ip_to_int("10.0.0.11"))
 FILE_SERVER = ip_to_int("10.0.1.10")
 INTRANET_SERVERS = (ip_to_int("10.0.1.20"), ip_to_int("10.0.1.21"), ip_to_int("10.0.1.22"))
 MAIL_GATEWAY = ip_to_int("10.0.1.25")  # checks senders and attachments in DNS-based lists
 MONITORING_SERVER = ip_to_int("10.0.1.40")  # names every workstation by reverse DNS
+PROXY = ip_to_int("10.0.1.30")  # the explicit web proxy (Squid, port 3128)
+WEB_SERVER = ip_to_int("10.0.2.80")  # a customer portal, port 80 forwarded from the Internet
+LINUX_SERVERS = (ip_to_int("10.0.3.10"), ip_to_int("10.0.3.11"), ip_to_int("10.0.3.12"))  # CI
 
 _INTERNAL = tuple(ipaddress.IPv4Network(net) for net in INTERNAL_NETWORKS)
 

@@ -23,6 +23,7 @@ __all__ = [
     "Implant",
     "Schedule",
     "c2_count",
+    "c2_domain",
     "checkin_times",
     "plan_c2",
     "schedule",
@@ -190,14 +191,14 @@ def plan_c2(
     plans = []
     for i, (host, dst) in enumerate(zip(infected, servers, strict=True)):
         implant = IMPLANTS[i % len(IMPLANTS)]
-        domain = _c2_domain(rng, taken_names) if implant.uses_domain else None
+        domain = c2_domain(rng, taken_names) if implant.uses_domain else None
         port = 443 if implant.protocol == "https" else 80
         ttl = int(rng.choice(C2_TTLS_S))
         plans.append(C2Plan(implant, int(host), dst, domain, port, ttl))
     return plans
 
 
-def _c2_domain(rng: np.random.Generator, taken: set[str]) -> str:
+def c2_domain(rng: np.random.Generator, taken: set[str]) -> str:
     """A name that passes for infrastructure: static-cdn-sync.com, api.edge-metrics.net, ..."""
     tlds = [tld for tld, _ in RARE_TLDS[:8]] + ["xyz", "top", "cloud", "live"]
     while True:

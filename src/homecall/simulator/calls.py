@@ -3,7 +3,6 @@ for a whole simulation and written per day as conn rows plus their http or ssl r
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +12,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from homecall.simulator.certs import chain
 from homecall.simulator.flows import Flows, constant, strings
 from homecall.simulator.web import CLEAN, Sizes, draw_states, http_rows, sized_conns, tls_rows
 
@@ -110,7 +110,7 @@ def _tls(
 ) -> dict[str, Any]:
     n = len(calls)
     names = calls.name.to_pylist()
-    fps = {name: _chain(name, style.issuer) for name in set(names)}
+    fps = {name: chain(name, style.issuer) for name in set(names)}
     return tls_rows(
         rng,
         conn=np.arange(n, dtype=np.int64),
@@ -123,11 +123,3 @@ def _tls(
         cert_fps=pc.cast(strings([fps[name] for name in names]), pa.string()),
         validation="ok" if style.issuer else "self signed certificate",
     )
-
-
-def _chain(name: str, issuer: str) -> str:
-    """SHA-256 fingerprints of the leaf (and its CA): stable per name, as a real chain is."""
-    leaf = hashlib.sha256(f"leaf:{name}".encode()).hexdigest()
-    if not issuer:
-        return leaf
-    return leaf + "," + hashlib.sha256(f"ca:{issuer}".encode()).hexdigest()

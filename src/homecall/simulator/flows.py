@@ -25,7 +25,9 @@ __all__ = [
     "finalize",
     "make_uids",
     "row_count",
+    "stack_columns",
     "strings",
+    "take_rows",
     "tcp_conns",
     "udp_conns",
 ]
@@ -90,6 +92,25 @@ def concat(parts: Sequence[Flows]) -> Flows:
         pieces = [(cols, offset) for cols, offset in pieces if row_count(cols)]
         logs[log] = _stack(log, pieces)
     return Flows(**logs)
+
+
+def take_rows(columns: Columns, index: npt.NDArray[np.int64]) -> Columns:
+    """The rows at `index` of a column set; a str column (one value for every row) stays one."""
+    picked = pa.array(np.asarray(index, dtype=np.int64))
+    taken: Columns = {}
+    for name, value in columns.items():
+        if isinstance(value, str):
+            taken[name] = value
+        elif isinstance(value, pa.Array | pa.ChunkedArray):
+            taken[name] = value.take(picked)
+        else:
+            taken[name] = np.asarray(value)[index]
+    return taken
+
+
+def stack_columns(parts: Sequence[Columns]) -> Columns:
+    """The rows of column sets with the same columns, one after another (`conn` unchanged)."""
+    return _stack("rows", [(part, 0) for part in parts if row_count(part)])
 
 
 def _stack(log: str, pieces: list[tuple[Columns, int]]) -> Columns:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +11,7 @@ import pyarrow.compute as pc
 
 from homecall.simulator.addresses import int_to_ip
 from homecall.simulator.c2 import C2Plan
+from homecall.simulator.certs import LETS_ENCRYPT, chain
 from homecall.simulator.dns import named_lookups
 from homecall.simulator.flows import Columns, Flows, concat, constant, tcp_conns
 from homecall.simulator.web import http_rows, tls_rows
@@ -171,10 +171,7 @@ def _draw_wire(
 
 def _tls(rng: np.random.Generator, plan: C2Plan, profile: Profile, wire: _Wire) -> Columns:
     n = len(wire.conn_us)
-    fps = profile.cert_sha256 or ",".join(
-        hashlib.sha256(text.encode()).hexdigest()
-        for text in (f"leaf:{plan.domain}", "ca:Let's Encrypt R11")
-    )
+    fps = profile.cert_sha256 or chain(f"{plan.domain}", LETS_ENCRYPT)
     return tls_rows(
         rng,
         conn=np.arange(n, dtype=np.int64),

@@ -30,13 +30,14 @@ from homecall.simulator.catalogue import Catalogue, build_catalogue
 from homecall.simulator.dga_hosts import DgaRun, dga_count, dga_day, dga_truth, plan_dga
 from homecall.simulator.dns import resolve_times
 from homecall.simulator.dns_decoys import DecoyRun, decoy_day, decoy_truth, plan_decoys
-from homecall.simulator.flows import Flows, concat, finalize
+from homecall.simulator.flows import Flows, concat, finalize, row_count
 from homecall.simulator.flux import FluxRun, flux_count, flux_day, flux_truth, plan_flux
 from homecall.simulator.hosts import Fleet, Presence, build_fleet, build_presence
 from homecall.simulator.implant import implant_flows
 from homecall.simulator.nrd import FEED_NAME, Feed, candidates, plan_feed, suffixes, write_feed
 from homecall.simulator.office import office_day
 from homecall.simulator.periodic import ServiceRun, periodic_day, periodic_truth, plan_periodic
+from homecall.simulator.squid import AccessLog
 from homecall.simulator.truth import C2Truth, SimulationResult, iso_utc, write_truth
 from homecall.simulator.tunnel import (
     TunnelRun,
@@ -53,6 +54,7 @@ from homecall.simulator.volume import (
     spike_day,
     spike_truth,
 )
+from homecall.simulator.web_world import WebLogs, WebWorld, plan_web, web_day
 from homecall.simulator.zeeklog import LOGS, write_log
 
 __all__ = ["DEFAULT_START", "simulate"]
@@ -84,6 +86,8 @@ class _Stream(IntEnum):
     DOH = 16
     VOLUME = 17
     FEED = 18
+    WEB = 19
+    WEB_DAY = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +115,7 @@ class _World:
     c2: list[_C2Run]
     dns: _DnsWorld
     feed: Feed
+    web: WebWorld | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +129,7 @@ class _DnsWorld:
     plain: list[PlainRun]  # a C2 implant's lookups at a public resolver
     doh: list[DohRun]
     spikes: list[VolumeRun]
+    hosts: frozenset[int] = frozenset()  # every host running a DNS technique or a C2 implant
 
 
 def simulate(
@@ -134,8 +140,9 @@ def simulate(
     seed: int = 0,
     start: dt.date | None = None,
 ) -> SimulationResult:
-    """Write OUT/<date>/{conn,dns,http,ssl}.log, OUT/truth.json and OUT/nrd.txt (the
-    newly-registered-domain feed); same arguments, same bytes."""
+    """Write OUT/<date>/{conn,dns,http,ssl,x509}.log, OUT/<date>/squid/access.log (from 20
+    hosts up), OUT/truth.json and OUT/nrd.txt (the newly-registered-domain feed); same
+    arguments, same bytes."""
     if not 1 <= hosts <= MAX_HOSTS:
         raise ValueError(f"hosts must be in 1..{MAX_HOSTS}, got {hosts}")
     if days < 1:
@@ -147,8 +154,11 @@ def simulate(
     world = _build_world(seed, hosts, dates)
     files: list[Path] = []
     rows = dict.fromkeys(LOGS, 0)
+    web = WebLogs(world.web, world.start_us // 1_000_000)
     for d, date in enumerate(dates):
-        logs = finalize(_day_flows(world, d), _rng(seed, _Stream.UIDS, d))
+        flows, tags, access = _day_flows(world, d)
+        logs = finalize(flows, _rng(seed, _Stream.UIDS, d))
+        web.collect(logs["conn"], tags)
         folder = out / date.isoformat()
         folder.mkdir(parents=True, exist_ok=True)
         opened = dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC)
@@ -156,7 +166,8 @@ def simulate(
             path = folder / f"{name}.log"
             rows[name] += write_log(path, name, logs[name], opened, opened + dt.timedelta(days=1))
             files.append(path)
-        del logs  # a day's rows are large; free them before the next day is drawn
+        web.write(folder, logs["ssl"], access, opened)
+        del logs, flows  # a day's rows are large; free them before the next day is drawn
         log.info("simulated %s (%d/%d days)", date, d + 1, days)
 
     c2 = tuple(_truth(run, int(world.fleet.ips[run.plan.host])) for run in world.c2)
@@ -168,9 +179,27 @@ def simulate(
         found for run in world.dns.doh if (found := doh_truth(run)) is not None
     )
     volume = tuple(spike_truth(run) for run in world.dns.spikes)
+    web_found = web.truth()
     nrd_path = out / FEED_NAME
     write_feed(nrd_path, world.feed, seed)
     truth_path = out / "truth.json"
+    result = SimulationResult(
+        out=out,
+        files=(*files, truth_path),
+        rows=rows,
+        c2=c2,
+        dga=dga,
+        dns_tunnel=tunnels,
+        fast_flux=flux,
+        benign_dns=benign_dns,
+        dns_bypass=bypass,
+        dns_volume=volume,
+        young_domains=world.feed.young,
+        nrd_file=nrd_path,
+        **{f.name: getattr(web_found, f.name) for f in dataclasses.fields(web_found)},
+        web_logs=tuple(web.paths),
+        web_rows=web.rows,
+    )
     write_truth(
         truth_path,
         seed=seed,
@@ -187,21 +216,9 @@ def simulate(
         dns_bypass=bypass,
         dns_volume=volume,
         young_domains=world.feed.young,
+        web=result,
     )
-    return SimulationResult(
-        out=out,
-        files=(*files, truth_path),
-        rows=rows,
-        c2=c2,
-        dga=dga,
-        dns_tunnel=tunnels,
-        fast_flux=flux,
-        benign_dns=benign_dns,
-        dns_bypass=bypass,
-        dns_volume=volume,
-        young_domains=world.feed.young,
-        nrd_file=nrd_path,
-    )
+    return result
 
 
 def _build_world(seed: int, hosts: int, dates: list[dt.date]) -> _World:
@@ -227,10 +244,15 @@ def _build_world(seed: int, hosts: int, dates: list[dt.date]) -> _World:
         seed, dates, cat, fleet, presence, {plan.host for plan in plans}, used_ips, taken
     )
     dns = dataclasses.replace(dns, plain=plain)
+    web = plan_web(
+        lambda key: _rng(seed, _Stream.WEB, key), cat, fleet, presence, start_us=start_us,
+        days=len(dates), busy=set(dns.hosts), used_ips=used_ips, taken=taken,
+        c2=[(r.plan, int(fleet.ips[r.plan.host]), r.conn_us) for r in c2],
+    )  # fmt: skip
     named = [(r.plan.domain, int(fleet.ips[r.plan.host])) for r in c2 if r.plan.domain]
     found = candidates(named, dns.dga, dns.tunnels, dns.flux, dns.spikes, dates)
     feed = plan_feed(_rng(seed, _Stream.FEED), found, dates, taken)
-    return _World(seed, start_us, rare_per_day, cat, fleet, presence, services, c2, dns, feed)
+    return _World(seed, start_us, rare_per_day, cat, fleet, presence, services, c2, dns, feed, web)
 
 
 def _bypass_c2(
@@ -291,7 +313,8 @@ def _plan_dns(
         for h in spike_hosts
         if (found := plan_spike(rng, h, fleet, presence, start_s, peak, used_ips, taken))
     ]
-    return _DnsWorld(dga, tunnels, flux, decoys, plain=[], doh=doh, spikes=spikes)
+    busy |= {*doh_hosts, *spike_hosts}
+    return _DnsWorld(dga, tunnels, flux, decoys, [], doh, spikes, frozenset(busy))
 
 
 def _spare(rng: np.random.Generator, presence: Presence, busy: set[int]) -> list[int]:
@@ -317,12 +340,13 @@ def _place(
     return dga, tunnels, flux
 
 
-def _day_flows(world: _World, day: int) -> Flows:
-    """All traffic of one day: browsing, office life, periodic services and the implants."""
+def _day_flows(world: _World, day: int) -> tuple[Flows, npt.NDArray[np.int64], AccessLog]:
+    """All traffic of one day (browsing, office life, periodic services, the implants, the DNS
+    and web techniques), the web-truth tag of each conn row, and the proxy's log lines."""
     seed, cat, fleet, presence = world.seed, world.cat, world.fleet, world.presence
     day_start_us = world.start_us + day * DAY_US
     rare = cat.rare[day * world.rare_per_day : (day + 1) * world.rare_per_day]
-    parts = [
+    base = [
         browsing_day(
             _rng(seed, _Stream.BROWSING, day), cat, fleet, presence, day, day_start_us, rare
         ),
@@ -331,11 +355,40 @@ def _day_flows(world: _World, day: int) -> Flows:
             _rng(seed, _Stream.PERIODIC, day + 1), cat, fleet, world.services, day_start_us
         ),
     ]
+    parts: list[Flows] = []
+    tags: list[npt.NDArray[np.int64]] = []
+    access = AccessLog.empty()
+    decoys = decoy_day(_rng(seed, _Stream.DECOYS, day), world.dns.decoys, day_start_us)
+    if world.web is not None:
+        found = web_day(
+            world.web, lambda key: _rng(seed, _Stream.WEB_DAY, day, key), day_start_us, base,
+            decoys,
+        )  # fmt: skip
+        parts.append(found.flows)
+        tags.append(found.tags)
+        access = found.log
+    else:
+        parts += [*base, decoys]
+        tags += [np.full(row_count(p.conn), -1, dtype=np.int64) for p in (*base, decoys)]
     for i, run in enumerate(world.c2):
         host_ip = int(fleet.ips[run.plan.host])
-        parts.append(_c2_day(_rng(seed, _Stream.IMPLANT, day, i), run, host_ip, day_start_us))
-    dns = world.dns
-    parts += [
+        flows = _c2_day(_rng(seed, _Stream.IMPLANT, day, i), run, host_ip, day_start_us)
+        parts.append(flows)
+        tag = world.web.cs_tag if world.web is not None and world.web.cs_c2 == i else -1
+        checkins = int(
+            ((run.conn_us >= day_start_us) & (run.conn_us < day_start_us + DAY_US)).sum()
+        )
+        tags.append(np.where(np.arange(row_count(flows.conn)) < checkins, tag, -1))
+    dns = _dns_day(world, day, day_start_us)
+    parts.append(dns)
+    tags.append(np.full(row_count(dns.conn), -1, dtype=np.int64))
+    return concat(parts), np.concatenate(tags), access
+
+
+def _dns_day(world: _World, day: int, day_start_us: int) -> Flows:
+    """One day of the DNS techniques (their decoys are drawn with the web traffic)."""
+    seed, dns = world.seed, world.dns
+    parts = [
         dga_day(_rng(seed, _Stream.DGA, day, i), r, day_start_us) for i, r in enumerate(dns.dga)
     ]
     parts += [
@@ -345,7 +398,6 @@ def _day_flows(world: _World, day: int) -> Flows:
     parts += [
         flux_day(_rng(seed, _Stream.FLUX, day, i), r, day_start_us) for i, r in enumerate(dns.flux)
     ]
-    parts.append(decoy_day(_rng(seed, _Stream.DECOYS, day), dns.decoys, day_start_us))
     parts += [
         plain_day(_rng(seed, _Stream.BYPASS, day, i), r, day_start_us)
         for i, r in enumerate(dns.plain)

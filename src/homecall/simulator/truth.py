@@ -3,30 +3,52 @@
 truth.json keys: seed, hosts, days, start, internal_networks, c2 (C2Truth), benign_periodic
 (BenignPeriodic), then the DNS techniques: dga (DgaTruth), dns_tunnel (TunnelTruth), fast_flux
 (FluxTruth) and benign_dns (BenignDns, decoys for the DNS detectors), then dns_bypass (BypassTruth),
-dns_volume (VolumeTruth) and young_domains (YoungTruth, the C2 domains listed in nrd.txt).
+dns_volume (VolumeTruth) and young_domains (YoungTruth, the C2 domains listed in nrd.txt), then the
+web: proxy (ProxyTruth, the explicit proxy and its hosts), web_c2 (WebC2Truth), user_agents
+(AgentTruth), uri_commands (UriCommandTruth), domain_fronting (FrontingTruth), tls_certs
+(CertTruth), http_anomalies (HttpAnomalyTruth) and benign_web (BenignWeb, their decoys).
+A web entry's `uids` are the conn uids of its first MAX_UIDS client connections, in time order.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "MAX_UIDS",
+    "WEB_KEYS",
+    "AgentTruth",
     "BenignDns",
     "BenignPeriodic",
+    "BenignWeb",
     "BypassTruth",
     "C2Truth",
+    "CertTruth",
     "DgaTruth",
     "FluxTruth",
+    "FrontingTruth",
+    "HttpAnomalyTruth",
+    "ProxyTruth",
     "SimulationResult",
     "TunnelTruth",
+    "UriCommand",
+    "UriCommandTruth",
     "VolumeTruth",
+    "WebC2Truth",
+    "WebTruth",
     "YoungTruth",
     "iso_utc",
     "write_truth",
 ]
+
+MAX_UIDS = 50  # uids listed per web truth entry
+WEB_KEYS = (
+    "web_c2", "user_agents", "uri_commands", "domain_fronting", "tls_certs", "http_anomalies",
+    "benign_web",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +189,170 @@ class YoungTruth:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyTruth:
+    """The explicit web proxy: the hosts that reach the web only through it, and its log."""
+
+    address: str
+    port: int
+    hosts: tuple[str, ...]  # internal hosts configured to use it, sorted
+    access_log: str  # its Squid access.log (native format), relative to each day folder
+    requests: int  # lines in the access logs over all days
+    denied: int  # of which TCP_DENIED/403 (blocked by its policy)
+
+
+@dataclass(frozen=True, slots=True)
+class WebC2Truth:
+    """An injected web C2 channel beyond `c2`: a timing or duration pattern to find."""
+
+    kind: str  # proxy-beacon, odd-port (CONNECT to an unusual port), off-hours, long-connection
+    src: str
+    host: str | None  # the requested name (CONNECT target, SNI, Host); None: the bare address
+    server: str  # the C2 server's address (behind the proxy when via_proxy)
+    port: int  # the requested port
+    protocol: str  # https or http
+    via_proxy: bool  # Zeek sees src -> PROXY:3128 (CONNECT), the proxy's access.log names it
+    user_agent: str | None  # in Zeek's http.log (the request or the CONNECT); None: not seen
+    sleep_s: float  # mean gap between its connections (0 for one connection)
+    jitter_ratio: float
+    jitter_kind: str  # as C2Truth; "-" when not a beacon
+    hours_utc: tuple[int, ...]  # the only hours it connects in; () for any hour
+    longest_s: float  # its longest connection
+    requests: int  # connections (one request or TLS session each), all days
+    first_seen: str
+    last_seen: str
+    uids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTruth:
+    """An implant whose User-Agent gives it away: a tool, a malformed agent, the wrong OS."""
+
+    kind: str  # tool-agent, malformed-agent, os-mismatch
+    src: str  # a Windows workstation whose browser is Chrome or Edge
+    host: str | None  # the requested name; None: the bare address
+    server: str
+    port: int
+    protocol: str
+    via_proxy: bool  # the agent is in the CONNECT (https) or the absolute-URI request (http)
+    user_agent: str
+    usual_user_agent: str  # the workstation's browser
+    tool: str  # python-requests, go, curl, powershell, msie2, atari, linux-chrome
+    requests: int
+    first_seen: str
+    last_seen: str
+    uids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UriCommand:
+    """A command carried in a request URI, and how it was encoded there."""
+
+    uri: str
+    method: str
+    parameter: str  # the query parameter holding it ("" when the command is in the body)
+    encoding: str  # plain, url (percent-encoded), base64, hex, body (not in the URI)
+    command: str  # the decoded command ("" when only the body carried it)
+
+
+@dataclass(frozen=True, slots=True)
+class UriCommandTruth:
+    """Commands inside URIs: a web shell on an internal server, or C2 tasking of an implant."""
+
+    kind: str  # web-shell (inbound) or tasking (outbound)
+    src: str  # the internal side: the web server (web-shell) or the infected host (tasking)
+    peer: str  # the outside side: the attacker's address or the C2 server
+    host: str  # the Host header
+    server: str
+    port: int
+    direction: str  # inbound or outbound
+    path: str
+    user_agent: str
+    requests: int  # all requests of the channel (idle check-ins included)
+    first_seen: str
+    last_seen: str
+    commands: tuple[UriCommand, ...]  # the requests that carried a command, in time order
+    uids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FrontingTruth:
+    """Domain fronting: TLS names an allowed CDN front, the HTTP Host inside a C2 back-end."""
+
+    src: str
+    sni: str
+    http_host: str  # seen by the TLS-decrypting sensor (direct) or the bumping proxy (via_proxy)
+    cdn: str  # the CDN both names are served by
+    server: str  # the CDN edge address
+    port: int
+    via_proxy: bool  # Zeek: CONNECT to the front; the proxy's log: GET https://<http_host>/...
+    user_agent: str
+    requests: int
+    first_seen: str
+    last_seen: str
+    uids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CertTruth:
+    """A C2 server's certificate that gives it away (ssl.log chain, x509.log row)."""
+
+    kind: str  # cert-mismatch (names do not cover the SNI), expired-cert, cs-default-cert
+    src: str
+    sni: str | None
+    server: str
+    port: int
+    via_proxy: bool
+    cert_id: str  # SHA-256 fingerprint: ssl.log cert_chain_fps[0], x509.log fingerprint
+    subject: str
+    issuer: str
+    serial: str
+    san_dns: tuple[str, ...]
+    not_valid_before: str  # ISO-8601 UTC
+    not_valid_after: str
+    validation_status: str  # Zeek's, on a full TLS 1.2 handshake
+    ja3: str | None  # the implant's TLS client fingerprint, when known; ssl.log has no ja3
+    requests: int  # TLS sessions (the certificate shows in full handshakes only)
+    first_seen: str
+    last_seen: str
+    uids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnomalyTruth:
+    """An implant's HTTP that no browser sends: HTTP/1.0 without Host, one path on many hosts."""
+
+    kind: str  # http-1.0 (version 1.0, no Host header) or same-path (one path, many domains)
+    src: str
+    hosts: tuple[str, ...]  # the Host names asked, sorted; () when none is sent
+    servers: tuple[str, ...]  # their addresses, sorted
+    port: int
+    version: str
+    path: str
+    user_agent: str
+    requests: int
+    first_seen: str
+    last_seen: str
+    uids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BenignWeb:
+    """Benign web traffic that looks like a web technique (a web detector's decoy)."""
+
+    kind: str  # see docs (proxy-denied, app-agent, server-tool, cdn-same-name, wildcard-cert...)
+    src: str | None  # the one internal host, None when several
+    hosts: int  # distinct internal hosts
+    name: str | None  # the requested name (or the SNI), None when several
+    port: int
+    via_proxy: bool | None  # None: some hosts direct, some through the proxy
+    requests: int
+    detail: str  # what makes it look suspicious: the agent, SNI -> Host, a sample URI...
+
+
+WebTruth = WebC2Truth | AgentTruth | UriCommandTruth | FrontingTruth | CertTruth | HttpAnomalyTruth
+
+
+@dataclass(frozen=True, slots=True)
 class SimulationResult:
     """What simulate() wrote."""
 
@@ -182,6 +368,16 @@ class SimulationResult:
     dns_volume: tuple[VolumeTruth, ...] = ()
     young_domains: tuple[YoungTruth, ...] = ()
     nrd_file: Path | None = None  # the newly-registered-domain feed (not in files: not a log)
+    proxy: ProxyTruth | None = None
+    web_c2: tuple[WebC2Truth, ...] = ()
+    user_agents: tuple[AgentTruth, ...] = ()
+    uri_commands: tuple[UriCommandTruth, ...] = ()
+    domain_fronting: tuple[FrontingTruth, ...] = ()
+    tls_certs: tuple[CertTruth, ...] = ()
+    http_anomalies: tuple[HttpAnomalyTruth, ...] = ()
+    benign_web: tuple[BenignWeb, ...] = ()
+    web_logs: tuple[Path, ...] = ()  # per day: x509.log and squid/access.log (not in files)
+    web_rows: dict[str, int] = field(default_factory=dict)  # rows of x509 and squid, all days
 
 
 def iso_utc(ts_us: int) -> str:
@@ -207,8 +403,10 @@ def write_truth(
     dns_bypass: tuple[BypassTruth, ...] = (),
     dns_volume: tuple[VolumeTruth, ...] = (),
     young_domains: tuple[YoungTruth, ...] = (),
+    web: SimulationResult | None = None,
 ) -> None:
-    """Write truth.json (stable key order, so equal runs give equal bytes)."""
+    """Write truth.json (stable key order, so equal runs give equal bytes); the web entries
+    come from `web`."""
     document = {
         "seed": seed,
         "hosts": hosts,
@@ -225,4 +423,8 @@ def write_truth(
         "dns_volume": [asdict(item) for item in dns_volume],
         "young_domains": [asdict(item) for item in young_domains],
     }
+    if web is not None:
+        document["proxy"] = asdict(web.proxy) if web.proxy else None
+        for key in WEB_KEYS:
+            document[key] = [asdict(item) for item in getattr(web, key)]
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

@@ -31,8 +31,10 @@ STATUS_TEXT = {
     301: "Moved Permanently",
     302: "Found",
     304: "Not Modified",
+    403: "Forbidden",
     404: "Not Found",
     500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 _TLS13_CIPHERS = (
     ("TLS_AES_128_GCM_SHA256", 0.6),

@@ -60,8 +60,20 @@ FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("client_cert_chain_fps", "vector[string]"), ("sni_matches_cert", "bool"),
         ("validation_status", "string"),
     ),
+    "x509": (
+        ("ts", "time"), ("fingerprint", "string"), ("certificate.version", "count"),
+        ("certificate.serial", "string"), ("certificate.subject", "string"),
+        ("certificate.issuer", "string"), ("certificate.not_valid_before", "time"),
+        ("certificate.not_valid_after", "time"), ("certificate.key_alg", "string"),
+        ("certificate.sig_alg", "string"), ("certificate.key_type", "string"),
+        ("certificate.key_length", "count"), ("certificate.exponent", "string"),
+        ("certificate.curve", "string"), ("san.dns", "vector[string]"),
+        ("san.uri", "vector[string]"), ("san.email", "vector[string]"),
+        ("san.ip", "vector[addr]"), ("basic_constraints.ca", "bool"),
+        ("basic_constraints.path_len", "count"), ("host_cert", "bool"), ("client_cert", "bool"),
+    ),
 }  # fmt: skip
-LOGS = tuple(FIELDS)
+LOGS = ("conn", "dns", "http", "ssl")  # one row per connection or request; x509 is per certificate
 
 
 def zeek_stamp(moment: dt.datetime) -> str:
