@@ -16,6 +16,7 @@ from homecall.findings import MAX_UIDS, Finding
 from homecall.store.tables import Tables
 
 __all__ = [
+    "contacts_with_names",
     "host_name",
     "most_common_port",
     "named_contacts",
@@ -87,6 +88,11 @@ def host_name(column: ir.StringColumn) -> ir.StringColumn:
 
 
 def named_contacts(tables: Tables) -> ir.Table:
+    """`contacts_with_names`, computed once per Tables."""
+    return tables.reuse("common.named_contacts", contacts_with_names)
+
+
+def contacts_with_names(tables: Tables) -> ir.Table:
     """Contacts of internal hosts with outside names: ts, uid, src, dst, dst_port, name,
     via_proxy. From the TLS SNI (outbound, or inside a proxy CONNECT tunnel) and every web
     request's requested host (`web.requests`: direct, through a proxy, or in a proxy's log).

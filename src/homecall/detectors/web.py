@@ -14,7 +14,14 @@ import ibis.expr.types as ir
 
 from homecall.store.tables import Tables
 
-__all__ = ["REQUEST_COLUMNS", "proxy_tunnels", "requests", "tls_sessions"]
+__all__ = [
+    "REQUEST_COLUMNS",
+    "all_requests",
+    "outside_tls_sessions",
+    "proxy_tunnels",
+    "requests",
+    "tls_sessions",
+]
 
 _ABSOLUTE = r"^[a-zA-Z][a-zA-Z0-9+.-]*://"
 _AUTHORITY = r"^[a-zA-Z][a-zA-Z0-9+.-]*://([^/?#]*)"
@@ -59,9 +66,16 @@ def _host_of(authority: ir.StringValue) -> ir.StringValue:
 
 
 def requests(tables: Tables, *, inbound: bool = False) -> ir.Table:
+    """One row per HTTP request made by an internal host; with `inbound`, also requests made to
+    internal servers from outside (`all_requests`, computed once per Tables)."""
+    every = tables.reuse("web.requests", all_requests)
+    return every if inbound else every.filter(every.direction != "inbound")
+
+
+def all_requests(tables: Tables) -> ir.Table:
     """One row per HTTP request made by an internal host (REQUEST_COLUMNS), the requested host
-    and port resolved however the request travelled; with `inbound`, also requests made to
-    internal servers from outside (web shells), whose `src` is then the internal server.
+    and port resolved however the request travelled, and per request made to an internal server
+    from outside (web shells), whose `src` is then the internal server.
 
     `dst` is the address the request went to (the server, or the proxy when a sensor saw the
     request on its way to one; the requested host in a proxy's own log). `host` is the
@@ -78,9 +92,7 @@ def requests(tables: Tables, *, inbound: bool = False) -> ir.Table:
         _proxy_log=http.proxy.notnull(),
     )
     via_proxy = http._proxy_log | http._connect | http._absolute
-    keep = (http.direction == "outbound") | (via_proxy & (http.direction == "internal"))
-    if inbound:
-        keep = keep | (http.direction == "inbound")
+    keep = (http.direction != "internal") | via_proxy
     http = http.filter(keep)
     uri = http.uri.fill_null("")
     connect, absolute, proxy_log = http._connect, http._absolute, http._proxy_log
@@ -148,6 +160,11 @@ def proxy_tunnels(tables: Tables) -> ir.Table:
 
 
 def tls_sessions(tables: Tables) -> ir.Table:
+    """`outside_tls_sessions`, computed once per Tables."""
+    return tables.reuse("web.tls_sessions", outside_tls_sessions)
+
+
+def outside_tls_sessions(tables: Tables) -> ir.Table:
     """TLS sessions of internal clients with outside servers: outbound ones, plus those a sensor
     saw inside a proxy CONNECT tunnel (same uid as the CONNECT). All tls columns (with the leaf
     certificate's `cert_*`), oriented, plus `name`: the SNI, lower case, null when absent.

@@ -18,6 +18,8 @@ def _psl() -> PublicSuffixList:
 
 def is_ip_literal(name: str) -> bool:
     """True for "10.0.0.1", "[::1]" or "::1": hosts written as addresses, not names."""
+    if ":" not in name and not name[-1:].isdigit():
+        return False  # an IPv4 address ends in a digit and an IPv6 one has colons
     try:
         ipaddress.ip_address(name.strip("[]"))
     except ValueError:
@@ -40,8 +42,11 @@ def ascii_name(name: str) -> str:
         return name
 
 
+@functools.lru_cache(maxsize=1 << 19)
 def registered_domain(name: str | None) -> str | None:
-    """ "www.example.co.uk" -> "example.co.uk"; None for IPs, bare suffixes and junk."""
+    """ "www.example.co.uk" -> "example.co.uk"; None for IPs, bare suffixes and junk.
+
+    Cached: every web and DNS detector asks for the same names in one analysis."""
     if not name:
         return None
     host = ascii_name(name.strip().rstrip(".").lower())

@@ -6,8 +6,12 @@ never a connection or SQL text. `batches` is the one place an expression execute
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Iterator
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ENDPOINT_TABLES = ("conn", "dns", "http", "tls", "smtp")
 BATCH_ROWS = 65_536
+_KEPT = itertools.count(1)  # materialized results, numbered across every Tables
 _X509_COLUMNS = (
     "subject",
     "issuer",
@@ -73,10 +78,14 @@ class Tables:
     ) -> None:
         self.backend = backend
         self._tables = tables
-        self._history = history or {}
+        self._history = history if history is not None else _no_history()
+        self._internal = internal
         self.internal = ibis.memtable(internal)  # column `ip`: internal addresses in the window
         self.fleet_size = internal.num_rows  # how many internal hosts were active
         self.window = window
+        self._reused: dict[str, ir.Table] = {}
+        self._scratch: Path | None = None
+        self._past: Tables | None = None
 
     def __getitem__(self, name: str) -> ir.Table:
         return self._tables[name]
@@ -114,15 +123,47 @@ class Tables:
         """
         return self._oriented(self._tables[name])
 
+    def past(self) -> Tables:
+        """The store's records before the window, behind the same interface (the window's
+        internal hosts decide orientation): what the store already knew, for first-seen dates.
+        Empty when the window starts at the store's beginning."""
+        if self._past is None:  # kept: what it materializes lives as long as this window
+            self._past = Tables(self.backend, self._history, self._internal, self.window)
+        return self._past
+
     def history(self, name: str) -> ir.Table:
-        """`name` oriented as by `oriented`, over the store's records before the window: what
-        the store already knew (first-seen dates). Empty when the window starts at the store's
-        beginning; the internal side is judged by the window's internal hosts.
+        """`name` oriented as by `oriented`, over the store's records before the window."""
+        return self.past().oriented(name)
+
+    def materialize(self, expr: ir.Table) -> ir.Table:
+        """`expr` computed now and kept: a table that later queries read instead of recomputing
+        it (see `reuse`); for intermediate results a detector reads several times."""
+        if self.backend.name != "duckdb":
+            return expr.cache()
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="homecall-"))
+            weakref.finalize(self, shutil.rmtree, self._scratch, ignore_errors=True)
+        number = next(_KEPT)  # table names are global to the connection
+        path = self._scratch / f"{number}.parquet"
+        try:
+            self.backend.to_parquet(expr, path)
+        except Exception as exc:  # Ibis raises backend-specific errors; name the engine
+            raise EngineError(f"{self.backend.name}: {exc}") from exc
+        kept = self.backend.read_parquet(path, table_name=f"homecall_kept_{number}")
+        return kept.cast(expr.schema())
+
+    def reuse(self, key: str, build: Callable[[Tables], ir.Table]) -> ir.Table:
+        """`build(self)`, computed once and kept for every detector that asks again for `key`.
+
+        For views many detectors share (`web.requests`, `common.named_contacts`): the engine
+        would otherwise recompute them, regular expressions and joins included, in every query
+        that reads them. DuckDB writes the result to a Parquet file in a scratch folder kept as
+        long as these tables (queries over Parquet run faster here than over DuckDB's own
+        temporary tables); other engines cache it (Spark persists it).
         """
-        t = self._history.get(name)
-        if t is None:
-            t = ibis.memtable(SCHEMAS[name].empty_table())
-        return self._oriented(t)
+        if key not in self._reused:
+            self._reused[key] = self.materialize(build(self))
+        return self._reused[key]
 
     def _oriented(self, t: ir.Table) -> ir.Table:
         orig_in = t.orig_ip.isin(self.internal.ip)
@@ -163,17 +204,27 @@ def open_tables(
 
 
 def _history(store: Store, backend: ibis.BaseBackend, window: Window) -> dict[str, ir.Table]:
-    """The endpoint tables before the window's start (none for a window open at the start)."""
+    """The tables before the window's start (none for a window open at the start); tls with
+    its certificates joined in, as in the window."""
     if window.start_us is None:
-        return {}
+        return _no_history()
     listed = store.files_by_table(start_us=None, end_us=window.start_us - 1)
     history = {}
-    for name in ENDPOINT_TABLES:
+    for name, schema in SCHEMAS.items():
         files = listed.get(name, [])
         if files:
-            t = _utc_times(_read_parquet(backend, files, f"homecall_history_{name}"), SCHEMAS[name])
-            history[name] = t.filter(t.ts < _timestamp(window.start_us))
+            t = _utc_times(_read_parquet(backend, files, f"homecall_history_{name}"), schema)
+        else:
+            t = ibis.memtable(schema.empty_table())
+        history[name] = t.filter(t.ts < _timestamp(window.start_us))
+    history["tls"] = _with_certificates(history["tls"], history.pop("x509"))
     return history
+
+
+def _no_history() -> dict[str, ir.Table]:
+    empty = {name: ibis.memtable(schema.empty_table()) for name, schema in SCHEMAS.items()}
+    empty["tls"] = _with_certificates(empty["tls"], empty.pop("x509"))
+    return empty
 
 
 def _read_parquet(backend: ibis.BaseBackend, files: list[Path], name: str) -> ir.Table:
