@@ -9,9 +9,18 @@ from homecall.detectors import (
     dns_bypass,
     dns_tunnel,
     dns_volume,
+    domain_fronting,
     fast_flux,
+    http_anomaly,
+    long_connection,
+    odd_port,
+    off_hours,
     rare_destination,
+    risky_tld,
     suspicious_domain,
+    tls_anomaly,
+    uri_command,
+    user_agent,
     young_domain,
 )
 from homecall.detectors.base import Detector
@@ -29,6 +38,15 @@ DETECTORS: tuple[Detector, ...] = (
     young_domain.DETECTOR,
     direct_ip.DETECTOR,
     dns_bypass.DETECTOR,
+    risky_tld.DETECTOR,
+    odd_port.DETECTOR,
+    off_hours.DETECTOR,
+    uri_command.DETECTOR,
+    user_agent.DETECTOR,
+    http_anomaly.DETECTOR,
+    long_connection.DETECTOR,
+    domain_fronting.DETECTOR,
+    tls_anomaly.DETECTOR,
 )
 
 

@@ -3,7 +3,9 @@
 Shipped (files in `homecall/intel/data/`, sources and licences in their headers and in
 docs/detection.md, "Lists shipped"): dynamic-DNS provider apexes (Maltrail, MIT), URL shorteners
 (PeterDaveHello/url-shorteners, CC BY-SA 4.0, that file only), risky TLDs with a weight each,
-tunnel and free-hosting suffixes, and public DNS resolvers (ours). Each loads once, on first use.
+tunnel and free-hosting suffixes, public DNS resolvers, sites by kind (social media, webmail,
+chat, streaming, remote access, VPN, push, antivirus) and ports of non-web services (ours). Each
+loads once, on first use.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ __all__ = [
     "HostingService",
     "NewlyRegistered",
     "RiskyTld",
+    "ServicePort",
+    "Site",
     "categories",
     "ddns_apex",
     "ddns_apexes",
@@ -41,6 +45,10 @@ __all__ = [
     "read_tld_file",
     "registrable",
     "risky_tlds",
+    "service_port",
+    "service_ports",
+    "site",
+    "sites",
     "url_shorteners",
 ]
 
@@ -79,6 +87,25 @@ class HostingService:
     suffix: str
     kind: str
     provider: str
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A site by kind: the suffix it is served from, its category and who runs it."""
+
+    suffix: str
+    category: str  # social-media, webmail, chat, video-conferencing, streaming, remote-access, ...
+    provider: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    """A port of a non-web service that keeps connections open by design (IMAP, push, VPN...)."""
+
+    port: int
+    proto: str
+    category: str
+    service: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +197,47 @@ def public_resolvers() -> Mapping[str, str]:
         entry, provider = line.split("\t")
         found[entry] = provider
     return found
+
+
+@functools.cache
+def sites() -> Mapping[str, Site]:
+    """Suffix -> what the site is (social media, webmail, chat, streaming, push, antivirus...)."""
+    found = {}
+    for _, line in _lines(_data("site_categories.tsv")):
+        suffix, category, provider = line.split("\t")
+        found[suffix] = Site(suffix, category, provider)
+    return found
+
+
+@functools.cache
+def service_ports() -> Mapping[tuple[int, str], ServicePort]:
+    """(port, protocol) -> the non-web service usually behind it."""
+    found = {}
+    for _, line in _lines(_data("service_ports.tsv")):
+        port, proto, category, service = line.split("\t")
+        found[int(port), proto] = ServicePort(int(port), proto, category, service)
+    return found
+
+
+def site(name: str | None) -> Site | None:
+    """What `name` is, by the longest listed suffix it equals or ends with; None if unlisted."""
+    host = normalize(name)
+    if host is None:
+        return None
+    suffix = longest_suffix(host, _site_suffixes())
+    return sites()[suffix] if suffix else None
+
+
+def service_port(port: int | None, proto: str | None = "tcp") -> ServicePort | None:
+    """The non-web service usually on `port`/`proto` (tcp when unknown), or None."""
+    if port is None:
+        return None
+    return service_ports().get((int(port), (proto or "tcp").lower()))
+
+
+@functools.cache
+def _site_suffixes() -> frozenset[str]:
+    return frozenset(sites())
 
 
 def longest_suffix(name: str, suffixes: Container[str]) -> str | None:
