@@ -26,7 +26,13 @@ _SEVERITY_FLOORS: tuple[tuple[float, Severity], ...] = (
     (0.50, "medium"),
     (0.25, "low"),
 )
+# evidence keys that tell apart findings of one detector about one (src, dst, dst_port)
+DISTINGUISHING = ("kind", "path", "user_agent")
 MAX_UIDS = 20  # evidence keeps at most this many record uids, enough to pivot to the raw logs
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def severity_for(score: float) -> Severity:
@@ -71,9 +77,12 @@ class Finding:
         return severity_for(self.score)
 
     @property
-    def key(self) -> tuple[str, str, str | None, int | None]:
-        """Two findings with the same key are the same notice (Zeek's `identifier`)."""
-        return (self.detector, self.src, self.dst, self.dst_port)
+    def key(self) -> tuple[str | int | None, ...]:
+        """Two findings with the same key are the same notice (Zeek's `identifier`): detector,
+        src, dst, dst_port, and the evidence that tells apart one detector's findings about one
+        pair (DISTINGUISHING: an anomaly's kind, a URI path, a user agent)."""
+        told = tuple(_text(self.evidence.get(name)) for name in DISTINGUISHING)
+        return (self.detector, self.src, self.dst, self.dst_port, *told)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON Lines record of docs/findings.md."""

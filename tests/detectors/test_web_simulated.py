@@ -126,3 +126,8 @@ def test_benign_look_alikes_stay_below_medium(
         and (b.src or b.name)
     ]
     assert loud == []
+
+
+def test_every_finding_is_a_distinct_notice(found: list[Finding]) -> None:
+    keys = [f.key for f in found]
+    assert len(set(keys)) == len(keys)
