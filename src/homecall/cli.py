@@ -170,8 +170,9 @@ def simulate(
     with _handled():
         first = date.fromisoformat(start) if start else None
         result = run_simulation(out, hosts=hosts, days=days, seed=seed, start=first)
-    rows = ", ".join(f"{k} {v:,}" for k, v in sorted(result.rows.items()))
-    logs = [f for f in result.files if f.name != "truth.json"]
+    every_row = {**result.rows, **result.web_rows}
+    rows = ", ".join(f"{k} {v:,}" for k, v in sorted(every_row.items()))
+    logs = [f for f in (*result.files, *result.web_logs) if f.name != "truth.json"]
     console.print(f"Wrote {len(logs)} logs to {escape(str(out))} ({rows}).", soft_wrap=True)
     truth = escape(str(out / "truth.json"))
     injected = f"Injected {len(result.c2)} C2 channels; ground truth in {truth}:"
@@ -188,7 +189,11 @@ def simulate(
     techniques = (
         f"{len(result.dga)} DGA hosts, {len(result.dns_tunnel)} DNS tunnels,"
         f" {len(result.fast_flux)} fast-flux names, {len(result.dns_bypass)} DNS bypasses,"
-        f" {len(result.dns_volume)} DNS volume bursts"
+        f" {len(result.dns_volume)} DNS volume bursts; web: {len(result.web_c2)} C2 channels,"
+        f" {len(result.user_agents)} implant"
+        f" agents, {len(result.uri_commands)} URI command channels (web shell, tasking),"
+        f" {len(result.domain_fronting)} fronted channels, {len(result.tls_certs)} bad"
+        f" certificates, {len(result.http_anomalies)} HTTP anomalies"
     )
     console.print(f"  and {techniques} (see truth.json).", highlight=False, soft_wrap=True)
     if result.nrd_file is not None:

@@ -17,7 +17,8 @@ from homecall.store.tables import WHOLE_STORE, Window, connect, open_tables
 from tests.conftest import SimulatedDay
 from tests.findings_contract import check_record
 
-# Real captures (njRAT's conn.log, dnscat2's Zeek JSON, Simda's dns/http/conn), a simulated day
+# Real captures (njRAT's conn.log, dnscat2's Zeek JSON, Simda's dns/http/conn, RITA's beacon
+# through a proxy), a simulated day
 # of 30 hosts with every injected technique, and the demo's day of 200 hosts: each detector must
 # find something in one of them (its own tests check *what* it finds). DuckDB and Spark must
 # agree on the small day, where most detectors find something (Spark takes seconds a query, so
@@ -26,6 +27,7 @@ REAL = {
     "njrat": "zeek-tsv/stratosphere-security-datasets/001-zeek-scenario-malicious",
     "dnscat2": "zeek-json/rita-dnscat2-subset",
     "simda": "zeek-tsv/stratosphere-security-datasets/005-zeek-scenario-malicious",
+    "proxy-beacon": "zeek-tsv/rita-proxy-beacon",
 }
 SPARK_STORES = ("simulated",)
 

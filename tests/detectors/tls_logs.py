@@ -16,7 +16,6 @@ What it holds (the tests' ground truth):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from homecall.pipeline import import_paths
 from homecall.simulator.zeeklog import FIELDS
 from homecall.store import Store
+from tests.detectors.zeek_tsv import at, write_tsv
 
 CS_SHA256 = "87f2085c32b6a2cc709b365f55873e207a9caa10bffecf2fd16d3cf9d94d390c"
 CS_HOST, CS_SERVER = "10.1.0.10", "203.0.113.50"
@@ -79,33 +79,10 @@ _TYPES = {
 _uids = count(1)
 
 
-def at(text: str) -> float:
-    """'2024-03-05 14:00:00' (UTC) -> epoch seconds."""
-    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "T" if value else "F"
-    if isinstance(value, float):
-        return f"{value:.6f}"
-    if isinstance(value, list | tuple):
-        return ",".join(value) if value else "(empty)"
-    return str(value)
-
-
 def write_log(path: Path, fields: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> None:
     """One Zeek TSV log at `path` (#path from its stem); absent fields are unset ("-")."""
-    names = list(fields)
-    head = {"separator": "\\x09", "set_separator": ",", "empty_field": "(empty)"}
-    lines = [f"#{k} {v}" if k == "separator" else f"#{k}\t{v}" for k, v in head.items()]
-    lines += ["#unset_field\t-", f"#path\t{path.stem}", "#open\t2024-03-05-00-00-00"]
-    lines.append("#fields\t" + "\t".join(names))
-    lines.append("#types\t" + "\t".join(_TYPES.get(n, "string") for n in names))
-    lines += ["\t".join(_text(r.get(n)) for n in names) for r in rows]
-    path.write_text("\n".join([*lines, "#close\t2024-03-06-00-00-00"]) + "\n", encoding="utf-8")
+    typed = [(n, _TYPES.get(n, "string")) for n in fields]
+    write_tsv(path, typed, rows, by_time=False)
 
 
 def tls(ts: float, src: str, dst: str, name: str | None, **fields: Any) -> dict[str, Any]:

@@ -11,24 +11,10 @@ from homecall.pipeline import import_paths
 from homecall.store import Store
 from homecall.store.tables import Tables
 from tests.detectors.zeek_logs import open_store
+from tests.detectors.zeek_tsv import write_tsv
+from tests.detectors.zeek_web import HEADERS
 
-HEADER = (
-    "#separator \\x09\n"
-    "#set_separator\t,\n"
-    "#empty_field\t(empty)\n"
-    "#unset_field\t-\n"
-    "#path\thttp\n"
-    "#open\t2026-11-23-09-00-00\n"
-    "#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\ttrans_depth\tmethod\thost\turi"
-    "\treferrer\tversion\tuser_agent\torigin\trequest_body_len\tresponse_body_len\tstatus_code"
-    "\tstatus_msg\tinfo_code\tinfo_msg\ttags\tusername\tpassword\tproxied\torig_fuids"
-    "\torig_filenames\torig_mime_types\tresp_fuids\tresp_filenames\tresp_mime_types\n"
-    "#types\ttime\tstring\taddr\tport\taddr\tport\tcount\tstring\tstring\tstring\tstring\tstring"
-    "\tstring\tstring\tcount\tcount\tcount\tstring\tcount\tstring\tset[enum]\tstring\tstring"
-    "\tset[string]\tvector[string]\tvector[string]\tvector[string]\tvector[string]"
-    "\tvector[string]\tvector[string]\n"
-)
-FOOTER = "#close\t2026-11-23-18-00-00\n"
+_HTTP = list(zip(*(h.split() for h in HEADERS["http"]), strict=True))  # as the samples
 T0 = 1_795_424_400.0  # 2026-11-23 09:00 UTC
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
 
@@ -51,28 +37,35 @@ class Request:
     user_agent: str = UA
 
 
-def line(r: Request, n: int) -> str:
-    """The TSV line of `r`, the n-th of its log (uid and client port derived from n)."""
-
-    def cell(value: object) -> str:
-        return "-" if value is None else str(value)
-
-    fields = [
-        f"{r.ts:.6f}", f"Ch{n:016d}", r.orig, str(40000 + n % 20000), r.resp, str(r.resp_port),
-        "1", cell(r.method), cell(r.host), r.uri, "-", cell(r.version), r.user_agent, "-",
-        str(r.request_bytes), str(r.response_bytes), cell(r.status),
-        "OK" if r.status == 200 else cell(None), "-", "-", "(empty)", "-", "-", "-", "-", "-",
-        "-", "-", "-", "text/html",
-    ]  # fmt: skip
-    return "\t".join(fields) + "\n"
+def row(r: Request, n: int) -> dict[str, object]:
+    """The http.log record of `r`, the n-th of its log (uid and client port derived from n)."""
+    return {
+        "ts": r.ts,
+        "uid": f"Ch{n:016d}",
+        "id.orig_h": r.orig,
+        "id.orig_p": 40000 + n % 20000,
+        "id.resp_h": r.resp,
+        "id.resp_p": r.resp_port,
+        "trans_depth": 1,
+        "method": r.method,
+        "host": r.host,
+        "uri": r.uri,
+        "version": r.version,
+        "user_agent": r.user_agent,
+        "request_body_len": r.request_bytes,
+        "response_body_len": r.response_bytes,
+        "status_code": r.status,
+        "status_msg": "OK" if r.status == 200 else None,
+        "tags": [],
+        "resp_mime_types": "text/html",
+    }
 
 
 def http_store(folder: Path, requests: Iterable[Request]) -> Store:
     """FOLDER/logs/http.log with `requests` (sorted by time), imported into FOLDER/store."""
-    (folder / "logs").mkdir(parents=True)
     ordered = sorted(requests, key=lambda r: r.ts)
-    body = "".join(line(r, n) for n, r in enumerate(ordered))
-    (folder / "logs" / "http.log").write_text(HEADER + body + FOOTER, encoding="utf-8")
+    rows = [row(r, n) for n, r in enumerate(ordered)]
+    write_tsv(folder / "logs" / "http.log", _HTTP, rows)
     store = Store(folder / "store")
     import_paths([folder / "logs"], store)
     return store

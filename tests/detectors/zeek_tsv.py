@@ -3,7 +3,7 @@ through the pipeline like a capture. Rows are dicts keyed by Zeek field name; ab
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
@@ -29,7 +29,8 @@ def at(text: str) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
-def _value(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A value as Zeek writes it: "-" unset, T/F, six decimals, "(empty)" for an empty set."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -41,25 +42,32 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def write_log(folder: Path, name: str, rows: Iterable[Row]) -> Path:
-    """FOLDER/NAME.log in Zeek's default TSV format, rows sorted by ts."""
-    fields = FIELDS[_LOG_FIELDS[name]]
-    ordered = sorted(rows, key=lambda r: float(r["ts"]))
+def write_tsv(
+    path: Path, fields: Sequence[tuple[str, str]], rows: Iterable[Row], *, by_time: bool = True
+) -> Path:
+    """One Zeek TSV log at `path` (#path from its stem) with `fields` as (name, type) pairs, in
+    Zeek's default header; absent fields are unset ("-"), rows sorted by ts unless told."""
+    ordered = sorted(rows, key=lambda r: float(r["ts"])) if by_time else list(rows)
     stamp = "2024-01-01-00-00-00"
     head = [
         "#separator \\x09",
         "#set_separator\t,",
         "#empty_field\t(empty)",
         "#unset_field\t-",
-        f"#path\t{name}",
+        f"#path\t{path.stem}",
         f"#open\t{stamp}",
         "#fields\t" + "\t".join(f for f, _ in fields),
         "#types\t" + "\t".join(t for _, t in fields),
     ]
-    body = ["\t".join(_value(r.get(f)) for f, _ in fields) for r in ordered]
-    path = folder / f"{name}.log"
+    body = ["\t".join(cell(r.get(f)) for f, _ in fields) for r in ordered]
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join([*head, *body, f"#close\t{stamp}"]) + "\n", encoding="utf-8")
     return path
+
+
+def write_log(folder: Path, name: str, rows: Iterable[Row]) -> Path:
+    """FOLDER/NAME.log with the simulator's Zeek 6 fields of that log, rows sorted by ts."""
+    return write_tsv(folder / f"{name}.log", FIELDS[_LOG_FIELDS[name]], rows)
 
 
 def store_of(folder: Path, logs: Mapping[str, Iterable[Row]]) -> Store:

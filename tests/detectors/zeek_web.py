@@ -8,6 +8,8 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
+from tests.detectors.zeek_tsv import write_tsv
+
 HEADERS = {
     "http": (
         "ts uid id.orig_h id.orig_p id.resp_h id.resp_p trans_depth method host uri referrer "
@@ -71,36 +73,7 @@ def hello(ts: float, src: str, server: str, name: str, ja3: str) -> dict[str, An
     }
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "T" if value else "F"
-    if isinstance(value, float):
-        return f"{value:.6f}"
-    return str(value)
-
-
 def write(folder: Path, name: str, rows: Sequence[Mapping[str, Any]]) -> Path:
     """FOLDER/NAME.log (http or ssl) in Zeek's TSV format; unset fields are "-"."""
     fields, types = (h.split() for h in HEADERS[name])
-    lines = [
-        "#separator \\x09",
-        "#set_separator\t,",
-        "#empty_field\t(empty)",
-        "#unset_field\t-",
-        f"#path\t{name}",
-        "#open\t2023-01-05-18-51-06",
-        "#fields\t" + "\t".join(fields),
-        "#types\t" + "\t".join(types),
-        *("\t".join(_cell(r.get(f)) for f in fields) for r in sorted(rows, key=_ts)),
-        "#close\t2023-01-05-18-51-07",
-    ]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.log"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def _ts(row: Mapping[str, Any]) -> float:
-    return float(row["ts"])
+    return write_tsv(folder / f"{name}.log", list(zip(fields, types, strict=True)), rows)
