@@ -214,7 +214,6 @@ _LOOKUP = pa.schema([("name", pa.string()), ("domain", pa.string()), ("category"
 
 
 def _candidates(
-    tables: Tables,
     events: ir.Table,
     schedule: Schedule,
     periods: Sequence[Any],
@@ -240,7 +239,7 @@ def _candidates(
         human = marked.category.isin(cfg.human_categories).fill_null(False)
         many = marked.off_hosts.fill_null(0) - 1 >= cfg.shared_ratio * (fleet - 1)
         widespread = ~human & many
-    marked = tables.materialize(marked.mutate(own=~(marked.machine | widespread)))
+    marked = marked.mutate(own=~(marked.machine | widespread))
     own = marked.filter(marked.own)
     hosts = own.group_by("src").aggregate(
         host_total=own.count(), host_off=own.off.cast("int64").sum()
@@ -291,7 +290,7 @@ def run(tables: Tables, cfg: OffHoursConfig) -> Iterator[Finding]:
     fleet = tables.fleet_size
     ranked = rank(
         f
-        for batch in tables.batches(_candidates(tables, events, schedule, periods, fleet, cfg))
+        for batch in tables.batches(_candidates(events, schedule, periods, fleet, cfg))
         for row in batch.to_pylist()
         if (f := _finding(row, prior, fleet, cfg)) is not None
     )
