@@ -1,7 +1,8 @@
 """What detectors see: Ibis tables over the store for one window, on whichever engine.
 
 The engine is chosen once, at the edge (`homecall.pipeline`); detectors receive a `Tables` and
-never a connection or SQL text. `batches` is the one place an expression executes.
+never a connection or SQL text. Expressions execute in `batches` and, for results several
+detectors share, in `materialize`.
 """
 
 from __future__ import annotations
@@ -193,42 +194,43 @@ def open_tables(
     window: Window = WHOLE_STORE,
 ) -> Tables:
     """Ibis tables over the store's Parquet files for `window`, and the internal hosts in it."""
-    tables: dict[str, ir.Table] = {}
     listed = store.files_by_table(start_us=window.start_us, end_us=window.end_us)
-    for name, schema in SCHEMAS.items():
-        files = listed.get(name, [])
-        if files:
-            t = _read_parquet(backend, files, f"homecall_{name}")
-        else:
-            t = ibis.memtable(schema.empty_table())
-        tables[name] = _in_window(_utc_times(t, schema), window)
-    tables["tls"] = _with_certificates(tables["tls"], tables.pop("x509"))
+    tables = _tables_over(backend, listed, "homecall", lambda t: _in_window(t, window))
     internal_ips = _internal_addresses(backend, tables, internal)
     return Tables(backend, tables, internal_ips, window, _history(store, backend, window))
 
 
-def _history(store: Store, backend: ibis.BaseBackend, window: Window) -> dict[str, ir.Table]:
-    """The tables before the window's start (none for a window open at the start); tls with
-    its certificates joined in, as in the window."""
-    if window.start_us is None:
-        return _no_history()
-    listed = store.files_by_table(start_us=None, end_us=window.start_us - 1)
-    history = {}
+def _tables_over(
+    backend: ibis.BaseBackend | None,
+    listed: dict[str, list[Path]],
+    prefix: str,
+    keep: Callable[[ir.Table], ir.Table],
+) -> dict[str, ir.Table]:
+    """Every table over its `listed` files (empty without any), rows chosen by `keep`, and tls
+    with its leaf certificate's x509 fields joined in."""
+    tables: dict[str, ir.Table] = {}
     for name, schema in SCHEMAS.items():
         files = listed.get(name, [])
-        if files:
-            t = _utc_times(_read_parquet(backend, files, f"homecall_history_{name}"), schema)
+        if files and backend is not None:
+            t = _read_parquet(backend, files, f"{prefix}_{name}")
         else:
             t = ibis.memtable(schema.empty_table())
-        history[name] = t.filter(t.ts < _timestamp(window.start_us))
-    history["tls"] = _with_certificates(history["tls"], history.pop("x509"))
-    return history
+        tables[name] = keep(_utc_times(t, schema))
+    tables["tls"] = _with_certificates(tables["tls"], tables.pop("x509"))
+    return tables
+
+
+def _history(store: Store, backend: ibis.BaseBackend, window: Window) -> dict[str, ir.Table]:
+    """The tables before the window's start (empty for a window open at the start)."""
+    if window.start_us is None:
+        return _no_history()
+    start = _timestamp(window.start_us)
+    listed = store.files_by_table(start_us=None, end_us=window.start_us - 1)
+    return _tables_over(backend, listed, "homecall_history", lambda t: t.filter(t.ts < start))
 
 
 def _no_history() -> dict[str, ir.Table]:
-    empty = {name: ibis.memtable(schema.empty_table()) for name, schema in SCHEMAS.items()}
-    empty["tls"] = _with_certificates(empty["tls"], empty.pop("x509"))
-    return empty
+    return _tables_over(None, {}, "", lambda t: t)
 
 
 def _read_parquet(backend: ibis.BaseBackend, files: list[Path], name: str) -> ir.Table:
