@@ -144,7 +144,8 @@ class Tables:
             # in-memory tables (TABLE_OR_VIEW_NOT_FOUND): register them first, as an execution
             # would. Spark then persists the result when a query first reads it.
             self.backend._run_pre_execute_hooks(expr)
-            return expr.cache().cast(expr.schema())  # Spark reads its times back zone-less
+            cached = self.backend._cached_table(expr)  # this engine, whatever memtables say
+            return cached.cast(expr.schema())  # Spark reads its times back zone-less
         if self._scratch is None:
             self._scratch = Path(tempfile.mkdtemp(prefix="homecall-"))
             weakref.finalize(self, shutil.rmtree, self._scratch, ignore_errors=True)
