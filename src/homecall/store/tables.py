@@ -140,12 +140,10 @@ class Tables:
         """`expr` computed now and kept: a table that later queries read instead of recomputing
         it (see `reuse`); for intermediate results a detector reads several times."""
         if self.backend.name != "duckdb":
-            # Ibis' PySpark cache() compiles the query without registering the expression's
-            # in-memory tables (TABLE_OR_VIEW_NOT_FOUND): register them first, as an execution
-            # would. Spark then persists the result when a query first reads it.
-            self.backend._run_pre_execute_hooks(expr)
-            cached = self.backend._cached_table(expr)  # this engine, whatever memtables say
-            return cached.cast(expr.schema())  # Spark reads its times back zone-less
+            # Not cached on Spark yet: Ibis' cache() picks its backend from the expression
+            # (the default DuckDB for one made of in-memory tables only) and its finalizers
+            # then fail at garbage collection. Spark recomputes the view in each query.
+            return expr
         if self._scratch is None:
             self._scratch = Path(tempfile.mkdtemp(prefix="homecall-"))
             weakref.finalize(self, shutil.rmtree, self._scratch, ignore_errors=True)
@@ -165,7 +163,7 @@ class Tables:
         would otherwise recompute them, regular expressions and joins included, in every query
         that reads them. DuckDB writes the result to a Parquet file in a scratch folder kept as
         long as these tables (queries over Parquet run faster here than over DuckDB's own
-        temporary tables); Spark caches it.
+        temporary tables); on Spark it is recomputed in each query for now.
         """
         if key not in self._reused:
             self._reused[key] = self.materialize(build(self))
