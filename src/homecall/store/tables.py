@@ -7,6 +7,7 @@ detectors share, in `materialize`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import shutil
@@ -139,22 +140,33 @@ class Tables:
     def materialize(self, expr: ir.Table) -> ir.Table:
         """`expr` computed now and kept: a table that later queries read instead of recomputing
         it (see `reuse`); for intermediate results a detector reads several times."""
+        number = next(_KEPT)  # table names are global to the connection
+        name = f"homecall_kept_{number}"
+        if self.backend.name == "pyspark":
+            return self._cached_on_spark(expr, name)
         if self.backend.name != "duckdb":
-            # Not cached on Spark yet: Ibis' cache() picks its backend from the expression
-            # (the default DuckDB for one made of in-memory tables only) and its finalizers
-            # then fail at garbage collection. Spark recomputes the view in each query.
-            return expr
+            return expr  # another engine: recomputed in each query
         if self._scratch is None:
             self._scratch = Path(tempfile.mkdtemp(prefix="homecall-"))
             weakref.finalize(self, shutil.rmtree, self._scratch, ignore_errors=True)
-        number = next(_KEPT)  # table names are global to the connection
         path = self._scratch / f"{number}.parquet"
         try:
             self.backend.to_parquet(expr, path)
         except Exception as exc:  # Ibis raises backend-specific errors; name the engine
             raise EngineError(f"{self.backend.name}: {exc}") from exc
-        kept = self.backend.read_parquet(path, table_name=f"homecall_kept_{number}")
+        kept = self.backend.read_parquet(path, table_name=name)
         return kept.cast(expr.schema())
+
+    def _cached_on_spark(self, expr: ir.Table, name: str) -> ir.Table:
+        """Spark's own cache under a temporary view, released with these tables. Not Ibis'
+        cache(): it picks its backend from the expression (the default DuckDB one for
+        in-memory tables alone) and its finalizers fail during garbage collection."""
+        backend: Any = self.backend
+        backend._run_pre_execute_hooks(expr)  # register the in-memory tables, as execution does
+        frame = backend._session.sql(backend.compile(expr)).cache()
+        frame.createOrReplaceTempView(name)
+        weakref.finalize(self, _release, frame)
+        return backend.table(name).cast(expr.schema())  # Spark reads its times back zone-less
 
     def reuse(self, key: str, build: Callable[[Tables], ir.Table]) -> ir.Table:
         """`build(self)`, computed once and kept for every detector that asks again for `key`.
@@ -163,7 +175,7 @@ class Tables:
         would otherwise recompute them, regular expressions and joins included, in every query
         that reads them. DuckDB writes the result to a Parquet file in a scratch folder kept as
         long as these tables (queries over Parquet run faster here than over DuckDB's own
-        temporary tables); on Spark it is recomputed in each query for now.
+        temporary tables); Spark caches it.
         """
         if key not in self._reused:
             self._reused[key] = self.materialize(build(self))
@@ -226,6 +238,11 @@ def _history(store: Store, backend: ibis.BaseBackend, window: Window) -> dict[st
     start = _timestamp(window.start_us)
     listed = store.files_by_table(start_us=None, end_us=window.start_us - 1)
     return _tables_over(backend, listed, "homecall_history", lambda t: t.filter(t.ts < start))
+
+
+def _release(frame: Any) -> None:
+    with contextlib.suppress(Exception):  # the session may be gone already
+        frame.unpersist()
 
 
 def _no_history() -> dict[str, ir.Table]:
