@@ -198,6 +198,65 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
 }
 
+SCHEMAS.update(
+    {
+        # Allow and deny decisions of firewalls (iptables/netfilter, pfSense filterlog, Cisco ASA):
+        # one row per logged packet or connection decision. `action` is "allow" or "deny" (drop,
+        # reject and block are deny); the device's own words stay in `reason`.
+        "firewall": _table(
+            ("proto", pa.string()),
+            ("action", pa.string()),
+            ("reason", pa.string()),
+            ("rule", pa.string()),
+            ("direction", pa.string()),
+            ("in_interface", pa.string()),
+            ("out_interface", pa.string()),
+            ("device", pa.string()),
+            ("event_id", pa.string()),
+            ("packet_length", pa.int32()),
+            ("ttl", pa.int32()),
+            ("tcp_flags", pa.string()),
+            ("bytes", pa.int64()),
+            ("duration_s", pa.float64()),
+        ),
+        # IDS alerts and notices (Suricata alert events, Zeek notice.log).
+        "alert": _table(
+            ("proto", pa.string()),
+            ("engine", pa.string()),
+            ("signature", pa.string()),
+            ("signature_id", pa.int64()),
+            ("signature_rev", pa.int32()),
+            ("category", pa.string()),
+            ("severity", pa.int32()),
+            ("action", pa.string()),
+            ("app_proto", pa.string()),
+            ("message", pa.string()),
+        ),
+        # One row per IP packet of a capture (PCAP/pcapng): the flow it belongs to (uid and the
+        # flow's orig/resp orientation), its direction, the header fields the covert-channel
+        # detectors test, and where its record sits in the capture (`pcap_offset`, `caplen`) so
+        # `homecall pcap search` can copy it out without rescanning. `source_file` is absolute.
+        "packets": _table(
+            ("proto", pa.string()),
+            ("from_orig", pa.bool_()),
+            ("ip_version", pa.int32()),
+            ("ip_len", pa.int32()),
+            ("payload_len", pa.int32()),
+            ("ttl", pa.int32()),
+            ("ip_id", pa.int32()),
+            ("ip_flags", pa.int32()),
+            ("tos", pa.int32()),
+            ("tcp_flags", pa.int32()),
+            ("tcp_reserved", pa.int32()),
+            ("tcp_window", pa.int32()),
+            ("urgent_ptr", pa.int32()),
+            ("tcp_options", pa.string()),
+            ("pcap_offset", pa.int64()),
+            ("caplen", pa.int32()),
+        ),
+    }
+)
+
 TABLES: tuple[str, ...] = tuple(SCHEMAS)
 
 
