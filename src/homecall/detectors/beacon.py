@@ -38,6 +38,8 @@ from homecall.detectors.beacon_scoring import (
     sleep_change,
 )
 from homecall.detectors.common import (
+    fleet_share,
+    lowered,
     most_common_port,
     named_contacts,
     sample_uids,
@@ -352,15 +354,10 @@ def _finding(scored: _Scored, fleet: int) -> Finding:
     }
     if scored.change:
         evidence["sleep_change"] = scored.change
-    reasons = []
-    if scored.shared < 1.0:
-        evidence["shared_destination_factor"] = round(scored.shared, 3)
-        reasons.append(f"{row['dst_hosts']} of {fleet} internal hosts talk to {dst}")
+    reasons = fleet_share(evidence, scored.shared, int(row["dst_hosts"]), fleet, f"talk to {dst}")
     if scored.service:
         evidence["known_service"] = scored.service
         reasons.append(f"{dst}:{port} is a known {scored.service} service")
-    if reasons:
-        evidence["context"] = "; ".join(reasons)
     verb = "requested" if row["grouping"] == "proxy" else "connected to"
     via = " through a proxy" if row["grouping"] == "proxy" else ""
     summary = (
@@ -368,9 +365,7 @@ def _finding(scored: _Scored, fleet: int) -> Finding:
         f"{_duration(timing.period_s)} (jitter ±{timing.jitter_ratio:.0%}, "
         f"{timing.missed_fraction:.0%} check-ins missed)"
     )
-    if reasons:
-        summary += "; " + "; ".join(reasons) + ", score lowered"
-    summary += "."
+    summary = lowered(summary, evidence, reasons) + "."
     return Finding(
         detector="beacon",
         src=src,

@@ -17,7 +17,9 @@ from homecall.store.tables import Tables
 
 __all__ = [
     "contacts_with_names",
+    "fleet_share",
     "host_name",
+    "lowered",
     "most_common_port",
     "named_contacts",
     "prevalence_factor",
@@ -57,6 +59,26 @@ def scaled_log(value: float, full_at: float) -> float:
     if value <= 0:
         return 0.0
     return min(1.0, math.log10(1.0 + value) / math.log10(1.0 + full_at))
+
+
+def fleet_share(
+    evidence: dict[str, object], shared: float, hosts: int, fleet: int, doing: str = "use it"
+) -> list[str]:
+    """Why a destination much of the fleet shares scores lower: [] when `shared` (the factor
+    from `prevalence_factor`) is 1, else the reason, with the factor kept in `evidence`."""
+    if shared >= 1.0:
+        return []
+    evidence["shared_destination_factor"] = round(shared, 3)
+    return [f"{hosts} of {fleet} internal hosts {doing}"]
+
+
+def lowered(summary: str, evidence: dict[str, object], reasons: Sequence[str]) -> str:
+    """`summary` followed by the reasons its score was lowered, which also go to
+    evidence["context"]; `summary` unchanged when there are none."""
+    if not reasons:
+        return summary
+    evidence["context"] = "; ".join(reasons)
+    return f"{summary}; {evidence['context']} (score lowered)"
 
 
 def with_uids(finding: Finding, uids: list[str]) -> Finding:

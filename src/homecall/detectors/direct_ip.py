@@ -24,6 +24,8 @@ import pyarrow as pa
 
 from homecall.detectors.base import Detector
 from homecall.detectors.common import (
+    fleet_share,
+    lowered,
     most_common_port,
     named_contacts,
     prevalence_factor,
@@ -250,12 +252,8 @@ def _finding(row: dict[str, Any], fleet: int, cfg: DirectIpConfig) -> Finding | 
         reasons.append(
             f"they carried the name {row['example_name']} (looked up before the window?)"
         )
-    if shared < 1.0:
-        evidence["shared_destination_factor"] = round(shared, 3)
-        reasons.append(f"{hosts} of {fleet} internal hosts reach it without DNS")
-    if reasons:
-        evidence["context"] = "; ".join(reasons)
-        summary += "; " + "; ".join(reasons) + " (score lowered)"
+    reasons += fleet_share(evidence, shared, hosts, fleet, "reach it without DNS")
+    summary = lowered(summary, evidence, reasons)
     return Finding(
         detector="direct-ip",
         src=src,

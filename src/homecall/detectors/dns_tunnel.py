@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from homecall.detectors.base import Detector
 from homecall.detectors.common import (
+    lowered,
     most_common_port,
     prevalence_factor,
     sample_uids,
@@ -373,16 +374,13 @@ def _finding(row: dict[str, Any], fleet: int, cfg: DnsTunnelConfig) -> Finding |
         "score_before_context": round(before, 3),
         **context,
     }
-    if reasons:
-        evidence["context"] = "; ".join(reasons)
     summary = (
         f"{src} looked up {stats.names} distinct names under {domain} "
         f"({stats.encoding}-like, {stats.length_mean:.0f} characters on average, "
         f"{stats.name_bytes:,} bytes in names, {unusual_ratio:.0%} TXT/NULL/CNAME/MX/ANY): "
         "data carried in DNS names"
     )
-    if reasons:
-        summary += "; " + "; ".join(reasons) + ", score lowered"
+    summary = lowered(summary, evidence, reasons)
     return Finding(
         detector="dns-tunnel",
         src=src,

@@ -25,7 +25,13 @@ import numpy as np
 import pyarrow as pa
 
 from homecall.detectors.base import Detector
-from homecall.detectors.common import prevalence_factor, sample_uids, utc, with_uids
+from homecall.detectors.common import (
+    lowered,
+    prevalence_factor,
+    sample_uids,
+    utc,
+    with_uids,
+)
 from homecall.detectors.dns_queries import client_queries, name_domains, resolvers
 from homecall.findings import Finding, rank
 from homecall.intel.domains import registered_domain
@@ -291,16 +297,13 @@ def _finding(
         "score_before_context": round(before, 3),
         **context,
     }
-    if reasons:
-        evidence["context"] = "; ".join(reasons)
     ttl_text = "TTL unknown" if ttl_median is None else f"median TTL {ttl_median:.0f} s"
     summary = (
         f"{src} looked up {name}, which answered with {spread.addresses} addresses in "
         f"{spread.networks} networks over {spread.blocks} /8 blocks ({ttl_text}, "
         f"{rotation:.1f}x the addresses of one answer): fast-flux hosting"
     )
-    if reasons:
-        summary += "; " + "; ".join(reasons) + ", score lowered"
+    summary = lowered(summary, evidence, reasons)
     return Finding(
         detector="fast-flux",
         src=src,

@@ -27,6 +27,8 @@ import pyarrow as pa
 from homecall.detectors import web
 from homecall.detectors.base import Detector
 from homecall.detectors.common import (
+    fleet_share,
+    lowered,
     named_contacts,
     prevalence_factor,
     sample_uids,
@@ -322,12 +324,8 @@ def _finding(
     if service is not None:
         evidence["known_service"] = service
         reasons.append(f"a known long-lived service: {service}")
-    if shared < 1.0:
-        evidence["shared_destination_factor"] = round(shared, 3)
-        reasons.append(f"{hosts} of {fleet} internal hosts keep it open")
-    if reasons:
-        evidence["context"] = "; ".join(reasons)
-        summary += "; " + "; ".join(reasons) + " (score lowered)"
+    reasons += fleet_share(evidence, shared, hosts, fleet, "keep it open")
+    summary = lowered(summary, evidence, reasons)
     return Finding(
         detector="long-connection",
         src=src,

@@ -23,7 +23,15 @@ import pyarrow as pa
 
 from homecall.detectors import web
 from homecall.detectors.base import Detector
-from homecall.detectors.common import prevalence_factor, sample_uids, scaled_log, utc, with_uids
+from homecall.detectors.common import (
+    fleet_share,
+    lowered,
+    prevalence_factor,
+    sample_uids,
+    scaled_log,
+    utc,
+    with_uids,
+)
 from homecall.findings import Finding, rank
 from homecall.intel import lists
 from homecall.store.tables import Tables
@@ -204,12 +212,8 @@ def _finding(rows: list[dict[str, Any]], fleet: int, cfg: OddPortConfig) -> Find
     if service is not None:
         evidence["known_service"] = service.service
         reasons.append(f"port {port} is usually {service.service}")
-    if shared < 1.0:
-        evidence["shared_destination_factor"] = round(shared, 3)
-        reasons.append(f"{port_hosts} of {fleet} internal hosts use port {port}")
-    if reasons:
-        evidence["context"] = "; ".join(reasons)
-        summary += "; " + "; ".join(reasons) + " (score lowered)"
+    reasons += fleet_share(evidence, shared, port_hosts, fleet, f"use port {port}")
+    summary = lowered(summary, evidence, reasons)
     return Finding(
         detector="odd-port",
         src=src,

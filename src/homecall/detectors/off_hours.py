@@ -31,6 +31,8 @@ import pyarrow as pa
 
 from homecall.detectors.base import Detector
 from homecall.detectors.common import (
+    fleet_share,
+    lowered,
     most_common_port,
     named_contacts,
     prevalence_factor,
@@ -365,12 +367,8 @@ def _finding(row: dict[str, Any], prior: float, fleet: int, cfg: OffHoursConfig)
         )
         evidence["known_service"] = label
         reasons.append(f"{label}: machine traffic")
-    if shared < 1.0:
-        evidence["shared_destination_factor"] = round(shared, 3)
-        reasons.append(f"{hosts} of {fleet} internal hosts use it")
-    if reasons:
-        evidence["context"] = "; ".join(reasons)
-        summary += "; " + "; ".join(reasons) + " (score lowered)"
+    reasons += fleet_share(evidence, shared, hosts, fleet)
+    summary = lowered(summary, evidence, reasons)
     return Finding(
         detector="off-hours",
         src=src,

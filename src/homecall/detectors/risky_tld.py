@@ -23,6 +23,8 @@ import pyarrow as pa
 
 from homecall.detectors.base import Detector
 from homecall.detectors.common import (
+    fleet_share,
+    lowered,
     most_common_port,
     named_contacts,
     prevalence_factor,
@@ -203,10 +205,7 @@ def _finding(
         f"{src} used the web site {domain} {times}{over}: a name in the risky TLD "
         f".{tld.matched} (weight {tld.weight:.2f}, {tld.source})"
     )
-    if shared < 1.0:
-        evidence["shared_destination_factor"] = round(shared, 3)
-        evidence["context"] = f"{hosts} of {fleet} internal hosts use it"
-        summary += f"; {hosts} of {fleet} internal hosts use it (score lowered)"
+    summary = lowered(summary, evidence, fleet_share(evidence, shared, hosts, fleet))
     return Finding(
         detector="risky-tld",
         src=src,

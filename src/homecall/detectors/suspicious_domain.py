@@ -23,6 +23,8 @@ import pyarrow as pa
 
 from homecall.detectors.base import Detector
 from homecall.detectors.common import (
+    fleet_share,
+    lowered,
     named_contacts,
     prevalence_factor,
     sample_uids,
@@ -215,9 +217,7 @@ def _finding(
         "fleet_hosts": fleet,
     }
     summary = f"{src} {_used(domain, lookups, connections)}: a {_label(top)}"
-    if shared < 1.0:
-        evidence["shared_destination_factor"] = round(shared, 3)
-        summary += f"; {hosts} of {fleet} internal hosts use it, score lowered"
+    summary = lowered(summary, evidence, fleet_share(evidence, shared, hosts, fleet))
     return Finding(
         detector="suspicious-domain",
         src=src,

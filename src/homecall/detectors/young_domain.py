@@ -23,6 +23,8 @@ import pyarrow as pa
 
 from homecall.detectors.base import Detector
 from homecall.detectors.common import (
+    fleet_share,
+    lowered,
     named_contacts,
     prevalence_factor,
     sample_uids,
@@ -264,9 +266,7 @@ def _finding(row: dict[str, Any], age: Age, fleet: int, cfg: YoungDomainConfig) 
         f"{src} used {domain} {_age_words(age)} after its registration ({origin}): "
         f"{lookups} lookups, {connections} connections"
     )
-    if shared < 1.0:
-        evidence["shared_destination_factor"] = round(shared, 3)
-        summary += f"; {hosts} of {fleet} internal hosts use it, score lowered"
+    summary = lowered(summary, evidence, fleet_share(evidence, shared, hosts, fleet))
     return Finding(
         detector="young-domain",
         src=src,
