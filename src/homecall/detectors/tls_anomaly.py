@@ -15,7 +15,7 @@ per (host, destination name or address, port).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,17 @@ import pyarrow as pa
 from homecall.detectors import web
 from homecall.detectors.base import Detector
 from homecall.detectors.common import prevalence_factor, sample_uids, scaled_log, utc, with_uids
+from homecall.detectors.tls_judgements import (
+    CERT_KEYS,
+    FP_KEYS,
+    Certificates,
+    certificates,
+    fingerprints,
+    name_covered,
+    status_out_of_validity,
+)
 from homecall.findings import Finding, rank
 from homecall.intel import tls_intel
-from homecall.intel.domains import is_ip_literal
 from homecall.store.tables import Tables
 
 __all__ = [
@@ -56,14 +64,12 @@ CERT_ALERTS = (
     "unknown_ca",
 )
 _SELF_SIGNED_STATUS = "self signed certificate"
-_CERT_KEYS = ("_leaf", "_subj", "_iss", "_serial")
-_FP_KEYS = ("ja3", "ja3s", "ja4", "ja4s")
 _KEY = ("src", "dest", "port")
 _CLASS_KEYS = (
     *_KEY,
     "name",
-    *_CERT_KEYS,
-    *_FP_KEYS,
+    *CERT_KEYS,
+    *FP_KEYS,
     "status",
     "alert",
     "established",
@@ -110,24 +116,6 @@ class TlsAnomalyConfig:
     shared_damping: float = 0.9  # ...and its anomalies are cut by up to 90 %
     min_fleet: int = 10  # prevalence means nothing in a fleet smaller than this
     min_score: float = 0.25  # below: not worth an analyst's time
-
-
-def name_covered(name: str, san_dns: Sequence[str] | None, subject: str | None) -> bool:
-    """True when a certificate with these SAN dNSNames and subject covers host `name`: an equal
-    name, or a wildcard `*.` as the whole left-most label standing for exactly one label
-    (RFC 6125 6.4.3; `*.example.com` covers `a.example.com`, not `example.com` or
-    `a.b.example.com`, and `*.com` covers nothing). The subject CN counts as a name too."""
-    host = name.strip().rstrip(".").lower()
-    for pattern in [*(san_dns or []), *tls_intel.common_names(subject)]:
-        candidate = pattern.strip().rstrip(".").lower()
-        if candidate == host:
-            return True
-        if candidate.startswith("*.") and candidate.count(".") >= 2:
-            base = candidate[2:]
-            label, _, rest = host.partition(".")
-            if rest == base and label and label != "*":
-                return True
-    return False
 
 
 def noisy_or(weights: Sequence[float]) -> float:
@@ -183,7 +171,7 @@ def sessions(tables: Tables) -> ir.Table:
     tunnelled = joined.direction == "internal"
     dest = joined.name.fill_null(tunnelled.ifelse(joined._c_host, ibis.null(str)))
     return joined.select(
-        *[c for c in tls.columns if c not in _FP_KEYS],
+        *[c for c in tls.columns if c not in FP_KEYS],
         dest=dest.fill_null(joined.dst),
         port=tunnelled.ifelse(joined._c_port.fill_null(joined.dst_port), joined.dst_port).cast(
             "int32"
@@ -192,19 +180,8 @@ def sessions(tables: Tables) -> ir.Table:
         _subj=joined.cert_subject.fill_null(joined.subject).fill_null(""),
         _iss=joined.cert_issuer.fill_null(joined.issuer).fill_null(""),
         _serial=joined.cert_serial.fill_null(""),
-        **{k: joined[k].fill_null("").lower() for k in _FP_KEYS},
+        **{k: joined[k].fill_null("").lower() for k in FP_KEYS},
     ).view()
-
-
-@dataclass(frozen=True, slots=True)
-class _Certificates:
-    """What Python worked out about the window's certificates."""
-
-    flagged: pa.Table  # _CERT_KEYS + c_self (self-signed), c_list (list weight)
-    uncovered: pa.Table  # name, _leaf: SNI and certificate pairs whose names do not match
-    clock_ok: bool  # False: most certificates look out of validity, the sensor clock is off
-    details: Mapping[tuple[str, ...], dict[str, Any]]  # cert key -> validity, SAN, list hits
-    fingerprint_hits: dict[tuple[str, ...], list[tls_intel.ListEntry]]  # filled by _fingerprints
 
 
 def _blocklist(cfg: TlsAnomalyConfig) -> tls_intel.Blocklist:
@@ -213,10 +190,6 @@ def _blocklist(cfg: TlsAnomalyConfig) -> tls_intel.Blocklist:
         key = "detectors.tls-anomaly.extra_list_file"
         blocklist = blocklist | tls_intel.read_list_file(Path(cfg.extra_list_file), key)
     return blocklist
-
-
-def _status_out_of_validity(status: ir.StringValue) -> ir.BooleanValue:
-    return status.contains("expired") | status.contains("not yet valid")
 
 
 def classes(s: ir.Table) -> ir.Table:
@@ -241,138 +214,16 @@ def classes(s: ir.Table) -> ir.Table:
     )
 
 
-def _certificates(
-    tables: Tables, c: ir.Table, blocklist: tls_intel.Blocklist, cfg: TlsAnomalyConfig
-) -> _Certificates:
-    certs = c.filter((c._leaf != "") | (c._subj != "")).group_by(list(_CERT_KEYS))
-    certs = certs.aggregate(
-        first_ts=c.first_seen.min(),
-        not_before=c.not_before.min(),
-        not_after=c.not_after.max(),
-        status_invalid=_status_out_of_validity(c.status).cast("int32").max(),
-    )
-    flagged: dict[str, list[Any]] = {k: [] for k in (*_CERT_KEYS, "c_self", "c_list")}
-    details: dict[tuple[str, ...], dict[str, Any]] = {}
-    judged = out = 0
-    for row in tables.to_pyarrow(certs.order_by(list(_CERT_KEYS))).to_pylist():
-        key = tuple(row[k] for k in _CERT_KEYS)
-        nb, na, first = row["not_before"], row["not_after"], row["first_ts"]
-        if nb is not None and na is not None:
-            judged += 1
-            out += int(first < nb or first > na or bool(row["status_invalid"]))
-        hits = blocklist.match_certificate(*key)
-        self_signed = bool(key[1]) and tls_intel.normalize_dn(key[1]) == tls_intel.normalize_dn(
-            key[2]
-        )
-        details[key] = {"not_before": nb, "not_after": na, "hits": hits}
-        if self_signed or hits:
-            for k, v in zip(_CERT_KEYS, key, strict=True):
-                flagged[k].append(v)
-            flagged["c_self"].append(self_signed)
-            flagged["c_list"].append(hits[0].weight if hits else 0.0)
-    clock_ok = not (judged >= cfg.clock_min_certificates and out >= cfg.clock_skew_ratio * judged)
-    if not clock_ok:
-        log.info(
-            "tls-anomaly: %d of %d certificates were out of validity when used; the sensor's "
-            "clock looks wrong, validity is not judged",
-            out,
-            judged,
-        )
-    schema = pa.schema(
-        [
-            *((k, pa.string()) for k in _CERT_KEYS),
-            ("c_self", pa.bool_()),
-            ("c_list", pa.float64()),
-        ]
-    )
-    uncovered = _uncovered(tables, c, details)
-    return _Certificates(pa.table(flagged, schema=schema), uncovered, clock_ok, details, {})
-
-
-def _uncovered(
-    tables: Tables, s: ir.Table, details: dict[tuple[str, ...], dict[str, Any]]
-) -> pa.Table:
-    """SNI/certificate pairs whose names do not cover the SNI (certificates from x509 only);
-    also records each certificate's SAN names in `details`."""
-    named = s.filter(s.has_x509 & (s.name != "") & (s._leaf != ""))
-    pairs = named.select("name", *_CERT_KEYS).distinct()
-    sans = s.filter(s.has_x509 & (s._leaf != "")).select("_leaf", "cert_san_dns").distinct()
-    san_of = {r["_leaf"]: r["cert_san_dns"] or [] for r in tables.to_pyarrow(sans).to_pylist()}
-    found: dict[str, list[str]] = {"name": [], "_leaf": []}
-    seen = set()
-    for row in tables.to_pyarrow(pairs.order_by(["name", *_CERT_KEYS])).to_pylist():
-        key = tuple(row[k] for k in _CERT_KEYS)
-        san = san_of.get(row["_leaf"], [])
-        if key in details:
-            details[key]["san_dns"] = san
-        name = row["name"]
-        if (name, row["_leaf"]) in seen or is_ip_literal(name):
-            continue
-        seen.add((name, row["_leaf"]))
-        if not name_covered(name, san, row["_subj"]):
-            found["name"].append(name)
-            found["_leaf"].append(row["_leaf"])
-    return pa.table(found, schema=pa.schema([("name", pa.string()), ("_leaf", pa.string())]))
-
-
-def _fingerprints(
-    tables: Tables,
-    c: ir.Table,
-    blocklist: tls_intel.Blocklist,
-    cfg: TlsAnomalyConfig,
-    hits_out: dict[tuple[str, ...], list[tls_intel.ListEntry]],
-) -> pa.Table:
-    """Fingerprint combinations with a list hit (also put in `hits_out`) or a fingerprint only
-    one host uses."""
-    hosts: dict[str, dict[str, int]] = {}
-    for column in ("ja3", "ja3s"):
-        known = c.filter(c[column] != "")
-        counts = known.group_by(column).aggregate(n=known.src.nunique())
-        hosts[column] = {
-            r[column]: r["n"] for r in tables.to_pyarrow(counts.order_by(column)).to_pylist()
-        }
-    with_ja3 = c.filter(c.ja3 != "")
-    clients = tables.to_pyarrow(with_ja3.aggregate(n=with_ja3.src.nunique())).column("n")[0]
-    judge_rarity = (clients.as_py() or 0) >= cfg.rare_min_clients
-    combos = c.select(*_FP_KEYS).distinct().order_by(list(_FP_KEYS))
-    found: dict[str, list[Any]] = {k: [] for k in (*_FP_KEYS, "f_ja3", "f_ja3s", "f_list")}
-    for row in tables.to_pyarrow(combos).to_pylist():
-        key = [row[k] for k in _FP_KEYS]
-        hits = blocklist.match_fingerprints(*key)
-        rare = [
-            judge_rarity and bool(v) and hosts[col].get(v) == 1
-            for col, v in zip(("ja3", "ja3s"), key[:2], strict=True)
-        ]
-        if not hits and not any(rare):
-            continue
-        if hits:
-            hits_out[tuple(key)] = hits
-        for k, v in zip(_FP_KEYS, key, strict=True):
-            found[k].append(v)
-        found["f_ja3"].append(rare[0])
-        found["f_ja3s"].append(rare[1])
-        found["f_list"].append(hits[0].weight if hits else 0.0)
-    schema = pa.schema(
-        [
-            *((k, pa.string()) for k in _FP_KEYS),
-            ("f_ja3", pa.bool_()),
-            ("f_ja3s", pa.bool_()),
-            ("f_list", pa.float64()),
-        ]
-    )
-    return pa.table(found, schema=schema)
-
-
-def _flags(tables: Tables, c: ir.Table, certs: _Certificates, fps: pa.Table) -> ir.Table:
+def _flags(tables: Tables, c: ir.Table, certs: Certificates, fps: pa.Table) -> ir.Table:
     """Per session class: sessions per reason (`n_<reason>`), `flagged` sessions, the list
     weight."""
     cm = tables.memtable(certs.flagged)
     fm = tables.memtable(fps)
     um = tables.memtable(certs.uncovered).mutate(_u=ibis.literal(True))
-    t = c.left_join(cm, list(_CERT_KEYS)).select(c, *cm.columns[4:])
-    t = t.left_join(fm, list(_FP_KEYS)).select(t, *fm.columns[4:])
+    t = c.left_join(cm, list(CERT_KEYS)).select(c, *cm.columns[4:])
+    t = t.left_join(fm, list(FP_KEYS)).select(t, *fm.columns[4:])
     t = t.left_join(um, ["name", "_leaf"]).select(t, "_u")
-    out_of_validity = _status_out_of_validity(t.status)
+    out_of_validity = status_out_of_validity(t.status)
     class_flags = {
         "self_signed": t.c_self.fill_null(False) | (t.status == _SELF_SIGNED_STATUS),
         "untrusted": (t.status != "")
@@ -417,7 +268,7 @@ def _variants(t: ir.Table) -> ir.Table:
     )
     keys = t.filter(t.flagged > 0).select(*_KEY).distinct()
     kept = t.semi_join(keys, list(_KEY))
-    variants = kept.group_by([*_KEY, *_CERT_KEYS, *_FP_KEYS]).aggregate(
+    variants = kept.group_by([*_KEY, *CERT_KEYS, *FP_KEYS]).aggregate(
         sessions=kept.sessions.sum(),
         established=kept.established.ifelse(kept.sessions, 0).sum(),
         flagged_sessions=kept.flagged.sum(),
@@ -439,11 +290,11 @@ def run(tables: Tables, cfg: TlsAnomalyConfig) -> Iterator[Finding]:
     blocklist = _blocklist(cfg)
     s = sessions(tables)
     c = tables.memtable(tables.to_pyarrow(classes(s)))
-    certs = _certificates(tables, c, blocklist, cfg)
-    fps = _fingerprints(tables, c, blocklist, cfg, certs.fingerprint_hits)
+    certs = certificates(tables, c, blocklist, cfg)
+    fps = fingerprints(tables, c, blocklist, cfg, certs.fingerprint_hits)
     flags = _flags(tables, c, certs, fps)
     rows: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
-    order = [*_KEY, *_CERT_KEYS, *_FP_KEYS]
+    order = [*_KEY, *CERT_KEYS, *FP_KEYS]
     for batch in tables.batches(_variants(flags).order_by(order)):
         for row in batch.to_pylist():
             rows.setdefault((row["src"], row["dest"], row["port"]), []).append(row)
@@ -463,8 +314,8 @@ def run(tables: Tables, cfg: TlsAnomalyConfig) -> Iterator[Finding]:
         }
     )
     # the uids of the flagged sessions: those of the flagged classes' certificates
-    flagged = flags.filter(flags.flagged > 0).select(*_KEY, *_CERT_KEYS).distinct()
-    records = s.semi_join(flagged, [*_KEY, *_CERT_KEYS])
+    flagged = flags.filter(flags.flagged > 0).select(*_KEY, *CERT_KEYS).distinct()
+    records = s.semi_join(flagged, [*_KEY, *CERT_KEYS])
     uids = sample_uids(tables, records, _KEY, wanted)
     for f in found:
         yield with_uids(f, uids.get((f.src, f.dst or "", str(f.dst_port)), []))
@@ -473,7 +324,7 @@ def run(tables: Tables, cfg: TlsAnomalyConfig) -> Iterator[Finding]:
 def _finding(
     key: tuple[str, str, int],
     variants: list[dict[str, Any]],
-    certs: _Certificates,
+    certs: Certificates,
     fleet: int,
     cfg: TlsAnomalyConfig,
 ) -> Finding | None:
@@ -561,10 +412,10 @@ def _weight_of(v: dict[str, Any]) -> tuple[float, int, int]:
     return (float(v["list_weight"] or 0.0), int(v["flagged_sessions"] or 0), int(v["sessions"]))
 
 
-def _hits(top: dict[str, Any], certs: _Certificates) -> list[tls_intel.ListEntry]:
+def _hits(top: dict[str, Any], certs: Certificates) -> list[tls_intel.ListEntry]:
     """The list entries the finding's main certificate and fingerprints match."""
-    cert_hits = certs.details.get(tuple(top[k] for k in _CERT_KEYS), {}).get("hits", [])
-    fp_hits = certs.fingerprint_hits.get(tuple(top[k] for k in _FP_KEYS), [])
+    cert_hits = certs.details.get(tuple(top[k] for k in CERT_KEYS), {}).get("hits", [])
+    fp_hits = certs.fingerprint_hits.get(tuple(top[k] for k in FP_KEYS), [])
     return sorted([*cert_hits, *fp_hits], key=lambda h: (-h.weight, h.kind, h.value))
 
 
@@ -596,7 +447,7 @@ def _evidence(
     top: dict[str, Any],
     total: dict[str, int],
     reasons: list[str],
-    certs: _Certificates,
+    certs: Certificates,
     hits: list[tls_intel.ListEntry],
 ) -> dict[str, Any]:
     evidence: dict[str, Any] = {
@@ -605,7 +456,7 @@ def _evidence(
         "established_sessions": total["established"],
         **{f"{k}_sessions": total[k] for k in _COUNTS if total[k]},
     }
-    detail = certs.details.get(tuple(top[k] for k in _CERT_KEYS), {})
+    detail = certs.details.get(tuple(top[k] for k in CERT_KEYS), {})
     cert = {
         "cert_fingerprint": top["_leaf"] or None,
         "cert_subject": top["_subj"] or None,
@@ -616,7 +467,7 @@ def _evidence(
         "cert_san_dns": list(detail.get("san_dns", []))[:5] or None,
         "validation_status": top["status"],
         "last_alert": top["alert"],
-        **{k: top[k] or None for k in _FP_KEYS},
+        **{k: top[k] or None for k in FP_KEYS},
     }
     evidence.update({k: v for k, v in cert.items() if v is not None})
     if hits:
