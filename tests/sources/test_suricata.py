@@ -158,8 +158,8 @@ ANSWERS_V1 = [  # version 1: one event per answer record, in the order of the re
         ("e.example.net", "A", 300, "1.2.3.4"),
     )
 ]
-OTHER = json.dumps(
-    {"timestamp": "2023-03-14T11:22:34.000000+0100", "flow_id": 7, "event_type": "flow"}
+OTHER = json.dumps(  # an event type no table takes
+    {"timestamp": "2023-03-14T11:22:34.000000+0100", "flow_id": 7, "event_type": "anomaly"}
 )
 
 

@@ -63,8 +63,8 @@ def test_every_sample_eve_file_imports_cleanly(samples: Path, tmp_path: Path) ->
     assert result.problems.bad_records == 0, result.problems.records
     assert len(result.hashes) == len(files)  # every file read as an EVE source
     assert [p.path.name for p in result.problems.skipped] == ["PROVENANCE.txt"]
-    # the crowdsec-hub fixtures hold only alert, flow and stats events: read, nothing stored
-    assert set(result.imported) == {samples / SLIPS, samples / IDPS}
+    # the crowdsec-hub fixtures hold only alert, flow and stats events (alert and conn rows)
+    assert set(result.imported) == set(files)
     slips = result.imported[samples / SLIPS]
     assert (slips["http"], slips["tls"], slips["x509"]) == (56, 1, 1)  # PROVENANCE.txt counts
 
@@ -394,7 +394,7 @@ def test_bad_lines_are_reported_with_their_numbers_and_the_rest_is_stored(
         TLS_EVENT,
         json.dumps(no_time),
         _event("2024-03-01T00:00:01.000000+0000", "tls", {}),  # a tls event without its object
-        _event("2024-03-01T00:00:02.000000+0000", "flow", {"pkts_toserver": 3}),
+        _event("2024-03-01T00:00:02.000000+0000", "anomaly", {"type": "stream"}),
     ]
     tables, problems = _read(_write(tmp_path, "eve.json", lines))
     assert [(p.line, p.reason.split(" (")[0]) for p in problems.records] == [
@@ -409,8 +409,8 @@ def test_bad_lines_are_reported_with_their_numbers_and_the_rest_is_stored(
 
 
 def test_file_without_web_events_yields_no_web_tables(tmp_path: Path) -> None:
-    flow = _event("2024-03-01T00:00:02.000000+0000", "flow", {"pkts_toserver": 3})
-    tables, problems = _read(_write(tmp_path, "eve.json", [flow]))
+    anomaly = _event("2024-03-01T00:00:02.000000+0000", "anomaly", {"type": "stream"})
+    tables, problems = _read(_write(tmp_path, "eve.json", [anomaly]))
     assert problems.bad_records == 0
     assert [t.num_rows for t in tables.values()] == [0, 0, 0, 0]
 

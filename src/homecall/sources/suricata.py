@@ -1,13 +1,14 @@
-"""Suricata EVE JSON (eve.json), plain or gzip -> the dns, http, tls and x509 tables.
+"""Suricata EVE JSON (eve.json), plain or gzip -> dns, http, tls, x509, conn, alert and files.
 
 Suricata logs a DNS transaction as separate events: one per query and, for the answer, either
 one event holding every record (eve dns version 2, the default since Suricata 5; version 3 in
 Suricata 8 uses `queries`/`answers` arrays) or one event per answer record (version 1). The
 dns table has one row per transaction, like Zeek's dns.log, so the events are joined on
-(flow_id, dns id). http and tls events are one row each (`sources/suricata_web.py`). The file
-is read once: DuckDB's read_json keeps the dns, http and tls events in a temporary table, and
-the per-table queries run on it; Python touches only the first line (sniffing) and, on the
-error path, the lines DuckDB could not use. Other event types are skipped.
+(flow_id, dns id). http and tls events are one row each (`sources/suricata_web.py`); flow,
+netflow, alert and fileinfo events feed conn, alert and files (`sources/suricata_flow.py`). The
+file is read once: DuckDB's read_json keeps the imported events in a temporary table, and the
+per-table queries run on it; Python touches only the first line (sniffing) and, on the error
+path, the lines DuckDB could not use. Other event types (stats, anomaly, dhcp, ...) are skipped.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from homecall.errors import MalformedInputError
-from homecall.sources import suricata_web
+from homecall.sources import suricata_flow, suricata_web
 from homecall.sources.dns_records import QTYPES, RCODES
 from homecall.sources.duck import compression, connect, lit, locate_bad_json
 from homecall.sources.options import DEFAULT_OPTIONS, ReadOptions
@@ -49,8 +50,9 @@ _RAW_COLUMNS = {
     "proto": "VARCHAR",
     "dns": "JSON",
     **suricata_web.RAW_COLUMNS,
+    **suricata_flow.RAW_COLUMNS,
 }
-_KEPT = ("dns", *suricata_web.EVENTS)
+_KEPT = ("dns", *suricata_web.EVENTS, *suricata_flow.EVENTS)
 
 
 def sniff(head: bytes) -> bool:
@@ -76,11 +78,12 @@ def sniff(head: bytes) -> bool:
 def read(
     path: Path, problems: Problems, options: ReadOptions = DEFAULT_OPTIONS
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """Yield (table, batch) for one EVE file: dns (one row per transaction), http, tls, x509.
+    """Yield (table, batch) for one EVE file: dns (one row per transaction), http, tls, x509,
+    conn (flow and netflow events), alert and files (fileinfo events).
 
-    Lines that are not JSON objects with a usable `event_type` and `timestamp`, and http or
-    tls events without their object, are reported in `problems` with their line numbers;
-    events of other types are skipped silently.
+    Lines that are not JSON objects with a usable `event_type` and `timestamp`, and events of
+    these types without their object (or a flow without its start), are reported in `problems`
+    with their line numbers; events of other types are skipped silently.
     """
     con = connect()
     reader = (
@@ -96,17 +99,18 @@ def read(
     # mixed lines than numbering them with row_number()).
     try:
         con.execute(
-            f"CREATE TEMP TABLE ev AS SELECT * REPLACE ({suricata_web.PARSED}),"
+            f"CREATE TEMP TABLE ev AS SELECT * REPLACE ({suricata_web.PARSED},"
+            f" {suricata_flow.PARSED}),"
             f" TRY_CAST(timestamp AS TIMESTAMPTZ) AS ts FROM {reader}"
             f" WHERE event_type IN ({kept}) OR event_type IS NULL OR ts IS NULL"
         )
         row = con.sql(
             "SELECT count(*) FROM ev WHERE event_type IS NULL OR ts IS NULL"
-            f" OR NOT {suricata_web.USABLE}"
+            f" OR NOT {suricata_web.USABLE} OR NOT ({suricata_flow.USABLE})"
         ).fetchone()
         bad = int(row[0]) if row else 0
         dns = (("dns", b) for b in con.sql(_DNS_SQL).to_arrow_reader(batch_size=BATCH_ROWS))
-        for table, batch in chain(dns, suricata_web.batches(con)):
+        for table, batch in chain(dns, suricata_web.batches(con), suricata_flow.batches(con)):
             if batch.num_rows:
                 yield table, _conform(batch, table, path)
     except duckdb.Error as exc:
@@ -122,7 +126,7 @@ def _eve_unusable(record: object) -> str | None:
         return "record without an event_type"
     if record.get("timestamp") is None:
         return "record without a timestamp"
-    return suricata_web.unusable(record)
+    return suricata_web.unusable(record) or suricata_flow.unusable(record)
 
 
 def _conform(batch: pa.RecordBatch, table: str, path: Path) -> pa.RecordBatch:

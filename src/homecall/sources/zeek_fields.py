@@ -239,9 +239,36 @@ ZEEK_LOGS: tuple[ZeekLog, ...] = (
             "extracted": ("extracted",),
         },
     ),
+    # Notices (Notice::Info): `note` is the kind, `msg` and `sub` say what and why. Notices
+    # about a host rather than a connection have no id.*, only src/dst (and `p`, which Zeek
+    # fills from id.resp_p when there is a connection).
+    ZeekLog(
+        paths=("notice",),
+        table="alert",
+        signature=frozenset({"note", "msg"}),
+        columns={
+            "ts": ("ts",),
+            "uid": ("uid",),
+            "orig_ip": ("<notice_orig_ip>", "id.orig_h", "src"),
+            "orig_port": ("id.orig_p",),
+            "resp_ip": ("<notice_resp_ip>", "id.resp_h", "dst"),
+            "resp_port": ("<notice_resp_port>", "id.resp_p", "p"),
+            "proto": ("proto",),
+            "engine": ("<zeek>",),
+            "signature": ("note",),
+            "signature_id": (),
+            "signature_rev": (),
+            "category": (),
+            "severity": (),
+            "action": (),
+            "app_proto": (),
+            "message": ("<notice_message>", "msg"),
+        },
+    ),
 )
 
-# Zeek >= 5 files.log: the sender is the originator when is_orig, else the responder.
+# Columns computed from several fields, and the fields they need. Zeek >= 5 files.log: the
+# sender is the originator when is_orig, else the responder.
 DERIVED: dict[str, tuple[str, tuple[str, ...]]] = {
     "<tx>": (
         'CASE WHEN "is_orig" THEN "id.orig_h" ELSE "id.resp_h" END',
@@ -251,6 +278,20 @@ DERIVED: dict[str, tuple[str, tuple[str, ...]]] = {
         'CASE WHEN "is_orig" THEN "id.resp_h" ELSE "id.orig_h" END',
         ("is_orig", "id.orig_h", "id.resp_h"),
     ),
+    # notice.log: a row's id.* when it has them, else the notice's own src, dst and p.
+    "<notice_orig_ip>": ('coalesce("id.orig_h", "src")', ("id.orig_h", "src")),
+    "<notice_resp_ip>": ('coalesce("id.resp_h", "dst")', ("id.resp_h", "dst")),
+    "<notice_resp_port>": (
+        'coalesce(TRY_CAST("id.resp_p" AS INTEGER), TRY_CAST("p" AS INTEGER))',
+        ("id.resp_p", "p"),
+    ),
+    # msg, then " / " and sub when sub says something.
+    "<notice_message>": (
+        'CASE WHEN "sub" IS NULL OR "sub" = \'\' THEN "msg" WHEN "msg" IS NULL THEN "sub"'
+        ' ELSE "msg" || \' / \' || "sub" END',
+        ("msg", "sub"),
+    ),
+    "<zeek>": ("'zeek'", ()),  # the alert table's engine
 }
 
 _BY_PATH = {p: log for log in ZEEK_LOGS for p in log.paths}
