@@ -16,6 +16,7 @@ from homecall.findings import MAX_UIDS, Finding
 from homecall.store.tables import Tables
 
 __all__ = [
+    "connection_bytes",
     "contacts_with_names",
     "fleet_share",
     "host_name",
@@ -52,6 +53,14 @@ def sample_uids(
             if uid is not None:
                 uids.setdefault(tuple(str(k) for k in key), []).append(uid)
     return uids
+
+
+def connection_bytes(conn: ir.Table) -> ir.IntegerValue:
+    """Bytes both ways of each conn row: Zeek's payload counts, else the IP-level counts the
+    flow sources have (Suricata flow, NetFlow, Argus), else 0."""
+    out = conn.orig_bytes.fill_null(conn.orig_ip_bytes).fill_null(0)
+    back = conn.resp_bytes.fill_null(conn.resp_ip_bytes).fill_null(0)
+    return out + back
 
 
 def scaled_log(value: float, full_at: float) -> float:

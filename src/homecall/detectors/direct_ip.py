@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from homecall.detectors.base import Detector
 from homecall.detectors.common import (
+    connection_bytes,
     fleet_share,
     lowered,
     most_common_port,
@@ -128,7 +129,7 @@ def candidates(tables: Tables, cfg: DirectIpConfig, span: tuple[Any, Any]) -> ir
         "src",
         "dst",
         "dst_port",
-        bytes=out.orig_bytes.fill_null(0) + out.resp_bytes.fill_null(0),
+        bytes=connection_bytes(out),
         name=names.name,
     )
     alone = contacts.anti_join(conn.select("uid"), "uid")  # TLS/HTTP logs without conn.log

@@ -27,6 +27,7 @@ import pyarrow as pa
 from homecall.detectors import web
 from homecall.detectors.base import Detector
 from homecall.detectors.common import (
+    connection_bytes,
     fleet_share,
     lowered,
     named_contacts,
@@ -114,7 +115,7 @@ def connections(tables: Tables, cfg: LongConnectionConfig) -> ir.Table:
                 "proto",
                 "direction",
                 duration_s=t.duration_s.fill_null(0.0),
-                bytes=t.orig_bytes.fill_null(0) + t.resp_bytes.fill_null(0),
+                bytes=connection_bytes(t),
                 is_open=ibis.literal(table == "conn_open"),
             )
         )

@@ -27,6 +27,7 @@ import pyarrow as pa
 from homecall.detectors import web
 from homecall.detectors.base import Detector
 from homecall.detectors.common import (
+    connection_bytes,
     named_contacts,
     sample_uids,
     scaled_log,
@@ -137,9 +138,7 @@ def contacts(tables: Tables) -> tuple[ir.Table, ir.Table]:
     conn rows to IPs never named."""
     conn = tables.oriented("conn")
     outbound = conn.filter(conn.direction == "outbound")
-    sizes = outbound.select(
-        "uid", bytes=outbound.orig_bytes.fill_null(0) + outbound.resp_bytes.fill_null(0)
-    )
+    sizes = outbound.select("uid", bytes=connection_bytes(outbound))
     http = tables.oriented("http")
     logged = http.filter(http.proxy.notnull())  # a proxy's own line: its wire bytes
     sizes = ibis.union(
@@ -159,7 +158,7 @@ def contacts(tables: Tables) -> tuple[ir.Table, ir.Table]:
     direct = outbound.anti_join(named_ips, outbound.dst == named_ips.ip)
     direct = direct.mutate(
         domain=ibis.null(str),
-        bytes=direct.orig_bytes.fill_null(0) + direct.resp_bytes.fill_null(0),
+        bytes=connection_bytes(direct),
         via_proxy=ibis.literal(False),
     )
     return named, direct
@@ -198,7 +197,7 @@ def _fingerprint_artifacts(tables: Tables) -> ir.Table:
     tunnels = web.proxy_tunnels(tables)
     s = s.left_join(tunnels, "uid").drop("uid_right", "host")
     conn = tables.oriented("conn")
-    sizes = conn.select("uid", bytes=conn.orig_bytes.fill_null(0) + conn.resp_bytes.fill_null(0))
+    sizes = conn.select("uid", bytes=connection_bytes(conn))
     sizes = sizes.group_by("uid").aggregate(bytes=sizes.bytes.max())
     s = s.left_join(sizes, "uid").drop("uid_right")
     ja4, ja3 = s.ja4.nullif(""), s.ja3.nullif("")
