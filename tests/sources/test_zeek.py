@@ -71,6 +71,22 @@ def test_logs_not_imported_are_skipped_with_a_reason(samples: Path) -> None:
     ]
 
 
+def test_json_loaded_scripts_without_ts_is_recognised_and_skipped(samples: Path) -> None:
+    # loaded_scripts.log is the one Zeek log without `ts`: {"name": "<script path>"} per line.
+    path = samples / "zeek-json/slips-test9-mixed/loaded_scripts.log"
+    assert detect(path).format == zeek.FORMAT
+    tables, problems = _read(path)
+    assert tables == {}
+    assert [p.reason for p in problems.skipped] == [
+        "Zeek 'loaded_scripts' log: not a log type homecall imports"
+    ]
+
+
+def test_a_json_object_with_only_a_name_is_not_zeek() -> None:
+    assert not zeek.sniff(b'{"name": "alice"}\n')
+    assert zeek.sniff(b'{"name": "/usr/share/zeek/base/init-bare.zeek"}\n')
+
+
 def test_tsv_values_are_typed_and_unset_stays_null(samples: Path) -> None:
     path = (
         samples

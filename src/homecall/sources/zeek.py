@@ -66,7 +66,19 @@ def sniff(head: bytes) -> bool:
         record = json.loads(first)
     except ValueError:
         return False
-    return isinstance(record, dict) and ("ts" in record or "_path" in record)
+    if not isinstance(record, dict):
+        return False
+    return "ts" in record or "_path" in record or _loaded_script(record)
+
+
+def _loaded_script(record: dict[str, object]) -> bool:
+    """loaded_scripts.log, the one Zeek log without `ts`: {"name": "<path of a .zeek script>"}."""
+    name = record.get("name")
+    return (
+        record.keys() == {"name"}
+        and isinstance(name, str)
+        and name.strip().endswith((".zeek", ".bro"))
+    )
 
 
 def read(
