@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from homecall.errors import UnknownFormatError
-from homecall.sources import bind, dnsmasq, squid, suricata, w3c, zeek
+from homecall.sources import bind, cisco_asa, dnsmasq, iptables, pfsense, squid, suricata, w3c, zeek
 from homecall.sources.fileio import head_of
 from homecall.sources.options import DEFAULT_OPTIONS, ReadOptions
 from homecall.sources.problems import Problem, Problems
@@ -45,6 +45,9 @@ READERS: tuple[Reader, ...] = (
     Reader(suricata.FORMAT, suricata.sniff, suricata.read),
     Reader(dnsmasq.FORMAT, dnsmasq.sniff, dnsmasq.read),
     Reader(bind.FORMAT, bind.sniff, bind.read),
+    Reader(iptables.FORMAT, iptables.sniff, iptables.read),
+    Reader(pfsense.FORMAT, pfsense.sniff, pfsense.read),
+    Reader(cisco_asa.FORMAT, cisco_asa.sniff, cisco_asa.read),
     Reader(squid.FORMAT, squid.sniff, squid.read),
     Reader(w3c.FORMAT, w3c.sniff, w3c.read),
 )
