@@ -13,7 +13,20 @@ from pathlib import Path
 import pyarrow as pa
 
 from homecall.errors import UnknownFormatError
-from homecall.sources import bind, cisco_asa, dnsmasq, iptables, pfsense, squid, suricata, w3c, zeek
+from homecall.sources import (
+    argus,
+    bind,
+    cisco_asa,
+    dnsmasq,
+    iptables,
+    nfcapd,
+    nfdump,
+    pfsense,
+    squid,
+    suricata,
+    w3c,
+    zeek,
+)
 from homecall.sources.fileio import head_of
 from homecall.sources.options import DEFAULT_OPTIONS, ReadOptions
 from homecall.sources.problems import Problem, Problems
@@ -50,6 +63,9 @@ READERS: tuple[Reader, ...] = (
     Reader(cisco_asa.FORMAT, cisco_asa.sniff, cisco_asa.read),
     Reader(squid.FORMAT, squid.sniff, squid.read),
     Reader(w3c.FORMAT, w3c.sniff, w3c.read),
+    Reader(nfcapd.FORMAT, nfcapd.sniff, nfcapd.read),
+    Reader(nfdump.FORMAT, nfdump.sniff, nfdump.read),
+    Reader(argus.FORMAT, argus.sniff, argus.read),
 )
 
 
