@@ -21,6 +21,7 @@ from homecall.sources import (
     iptables,
     nfcapd,
     nfdump,
+    pcap,
     pfsense,
     squid,
     suricata,
@@ -66,6 +67,7 @@ READERS: tuple[Reader, ...] = (
     Reader(nfcapd.FORMAT, nfcapd.sniff, nfcapd.read),
     Reader(nfdump.FORMAT, nfdump.sniff, nfdump.read),
     Reader(argus.FORMAT, argus.sniff, argus.read),
+    Reader(pcap.FORMAT, pcap.sniff, pcap.read),
 )
 
 
