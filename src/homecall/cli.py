@@ -1,4 +1,5 @@
-"""The `homecall` command: import, hunt, findings, simulate, dga score (docs in README.md)."""
+"""The `homecall` command: import, hunt, findings, simulate, dga score, pcap index and search
+(docs in README.md)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from homecall import __version__, pipeline
+from homecall import __version__, pcap_search, pipeline
 from homecall.config import Config, load_config
 from homecall.errors import HomecallError, InputError
 from homecall.findings import Finding
 from homecall.report import findings_table, import_summary, write_jsonl
-from homecall.sources import ReadOptions
-from homecall.store import DEFAULT_STORE, Store
+from homecall.sources import ReadOptions, head_of
+from homecall.store import DEFAULT_STORE, Store, quick_fingerprint
 
 __all__ = ["app"]
 
@@ -230,6 +231,163 @@ def dga_score(
         out.write("".join(f"{n}\t{p:.4f}\n" for n, p in zip(part, probs, strict=True)))
 
 
+pcap_app = typer.Typer(
+    help="Packet captures: index them, then copy out the packets behind a finding.",
+    no_args_is_help=True,
+)
+app.add_typer(pcap_app, name="pcap")
+HostOption = Annotated[
+    list[str] | None, typer.Option("--host", help="IP address at either end (repeatable).")
+]
+PortOption = Annotated[
+    list[int] | None,
+    typer.Option("--port", help="Port at either end (repeatable).", min=0, max=65535),
+]
+TIME_HELP = "ISO 8601 (without a zone: UTC) or epoch seconds"
+
+
+@pcap_app.command("index")
+def pcap_index(
+    paths: Annotated[list[Path], typer.Argument(help="Captures (pcap, pcapng) or folders.")],
+    store: StoreOption = DEFAULT_STORE,
+    sensor: SensorOption = None,
+) -> None:
+    """Index captures for `pcap search`: import them, one packets row per IP packet."""
+    with _handled():
+        captures = _captures(paths)
+        target = Store(store)
+        with _progress() as progress:
+            result = pipeline.import_paths(captures, target, sensor=sensor, progress=progress)
+        _report_index(result, target, captures)
+    if result.errors:
+        raise typer.Exit(2)
+
+
+@pcap_app.command("search")
+def pcap_search_(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The capture to write (pcap).")],
+    store: StoreOption = DEFAULT_STORE,
+    host: HostOption = None,
+    port: PortOption = None,
+    start: Annotated[str | None, typer.Option(help=f"From this time: {TIME_HELP}.")] = None,
+    end: Annotated[str | None, typer.Option(help=f"Up to this time: {TIME_HELP}.")] = None,
+    uid: Annotated[list[str] | None, typer.Option("--uid", help="Flow uid (repeatable).")] = None,
+    finding: Annotated[
+        str | None,
+        typer.Option(
+            "--finding",
+            "-f",
+            help=escape(
+                "All packets of a finding of the last hunt: its # in `homecall findings`, or"
+                " DETECTOR/SRC[/DST[/PORT]]."
+            ),
+        ),
+    ] = None,
+    capture_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--capture-dir", help="Look for the captures in DIR (they moved since indexing)."
+        ),
+    ] = None,
+) -> None:
+    """Copy the indexed packets that match every option given into one capture, in order."""
+    with _handled():
+        target = Store(store)
+        query = _packet_query(target, host, port, start, end, uid, finding)
+        with _progress() as progress:
+            result = pcap_search.search(
+                target, query, out, capture_dir=capture_dir, progress=progress
+            )
+    if result is None:
+        errors.print("No packet matches; nothing written.")
+        raise typer.Exit(1)
+    resolution = "nanosecond" if result.is_nanosecond else "microsecond"
+    console.print(
+        f"Wrote {result.total:,} packets from {len(result.packets)} capture(s) to"
+        f" {escape(str(out))} ({result.format}, {resolution} timestamps):",
+        soft_wrap=True,
+    )
+    for path, count in result.packets.items():
+        console.print(f"  {count:>10,}  {escape(str(path))}", highlight=False, soft_wrap=True)
+
+
+def _captures(paths: list[Path]) -> list[Path]:
+    """The captures among `paths`: a named file that is none is an error, and other files found
+    in named folders are left out."""
+    chosen: list[Path] = []
+    refused: list[str] = []
+    for path in paths:
+        for file in pipeline.discover([path]):
+            if pcap_search.capture_format(head_of(file, 64)) is not None:
+                chosen.append(file)
+            elif file == path:
+                refused.append(f"{file}: not a pcap or pcapng capture")
+            else:
+                log.info("left out %s: not a capture", file)
+    if refused:
+        raise InputError("; ".join(refused) + " (`pcap index` takes packet captures only)")
+    if not chosen:
+        raise InputError("no pcap or pcapng capture under " + ", ".join(map(str, paths)))
+    return chosen
+
+
+def _packet_query(
+    store: Store,
+    hosts: list[str] | None,
+    ports: list[int] | None,
+    start: str | None,
+    end: str | None,
+    uids: list[str] | None,
+    finding: str | None,
+) -> pcap_search.PacketQuery:
+    """The query the options describe; BadParameter for a wrong value, none at all included."""
+    bounds: dict[str, int | None] = {}
+    for name, text in (("start", start), ("end", end)):
+        try:
+            bounds[name] = None if text is None else pcap_search.parse_time(text)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=f"--{name}") from exc
+    flows = None
+    if finding is not None:
+        chosen = pcap_search.pick_finding(pipeline.load_findings(store), finding)
+        flows = pcap_search.FlowScope.of(chosen)
+    try:
+        query = pcap_search.PacketQuery(
+            hosts=tuple(hosts or ()),
+            ports=tuple(ports or ()),
+            start_us=bounds["start"],
+            end_us=bounds["end"],
+            uids=tuple(uids or ()),
+            flows=flows,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if query.is_empty:
+        raise typer.BadParameter(
+            "say which packets: --host, --port, --start, --end, --uid or --finding"
+        )
+    return query
+
+
+def _report_index(result: pipeline.ImportResult, store: Store, captures: list[Path]) -> None:
+    """Packets indexed per capture, captures already indexed, then problems and errors."""
+    stored = {record.quick: record for record in store.sources().values()}
+    duplicates = set(result.duplicates)
+    for path in captures:
+        count, note = result.imported.get(path, {}).get("packets", 0), ""
+        if path in duplicates:
+            record = stored.get(quick_fingerprint(path))
+            count, note = (record.rows.get("packets", 0) if record else 0), " (already indexed)"
+        console.print(f"  {count:>10,} packets  {escape(str(path))}{note}", soft_wrap=True)
+    packets = sum(rows.get("packets", 0) for rows in result.imported.values())
+    console.print(
+        f"Indexed {len(result.imported)} capture(s), {packets:,} packets;"
+        f" {len(duplicates)} already indexed.",
+        soft_wrap=True,
+    )
+    _report_problems(result)
+
+
 def _read_options(settings: Config, timezone: str | None) -> Config:
     """`settings` with --timezone, when given, in place of [import] timezone."""
     if timezone is None:
@@ -256,6 +414,11 @@ def _report_import(result: pipeline.ImportResult) -> None:
     problems = result.problems
     summary = import_summary(result.imported, len(result.duplicates), len(problems.skipped))
     console.print(summary, soft_wrap=True)
+    _report_problems(result)
+
+
+def _report_problems(result: pipeline.ImportResult) -> None:
+    problems = result.problems
     for skipped in problems.skipped:
         log.info("skipped %s", skipped)
     if problems.bad_records:
