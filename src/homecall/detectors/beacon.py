@@ -77,6 +77,7 @@ def events(tables: Tables) -> ir.Table:
     hides behind a CDN stays one series ("domain"); else by the remote IP ("ip-pair"). Requests
     through a web proxy (HTTP CONNECT, or absolute-URI requests) are keyed by the requested host
     ("proxy"); the client-to-proxy connections themselves are internal and not counted twice.
+    A connection carrying several HTTP requests gives one event per request.
     """
     conn = tables.oriented("conn")
     out = conn.filter(conn.direction == "outbound")
@@ -100,7 +101,36 @@ def events(tables: Tables) -> ir.Table:
         bytes_out=keyed.bytes_out,
         bytes_in=keyed.bytes_in,
     )
+    direct = _per_request(tables, direct)
     return ibis.union(direct, _proxy_requests(tables, conn), _without_conn(contacts, conn))
+
+
+def _per_request(tables: Tables, direct: ir.Table) -> ir.Table:
+    """A connection that carried several HTTP requests (keep-alive: Go's and python-requests'
+    clients reuse one connection for many check-ins) counts once per request, at the request's
+    time and sized by its bodies; every other connection counts once."""
+    http = tables.oriented("http")
+    requests = http.filter((http.direction == "outbound") & http.proxy.isnull())
+    reused = requests.group_by("uid").aggregate(requests=requests.count())
+    reused = reused.filter(reused.requests > 1).select("uid")
+    requests = requests.semi_join(reused, "uid").select(
+        "uid",
+        r_ts=requests.ts,
+        r_out=requests.request_body_len.fill_null(0),
+        r_in=requests.response_body_len.fill_null(0),
+    )
+    each = direct.join(requests, "uid")
+    each = each.select(
+        src=each.src,
+        grouping=each.grouping,
+        dst=each.dst,
+        dst_port=each.dst_port,
+        ts=each.r_ts,
+        uid=each.uid,
+        bytes_out=each.r_out,
+        bytes_in=each.r_in,
+    )
+    return ibis.union(direct.anti_join(reused, "uid"), each)
 
 
 def _without_conn(contacts: ir.Table, conn: ir.Table) -> ir.Table:
