@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from homecall.config import Config
@@ -15,6 +16,14 @@ from homecall.simulator import simulate
 from homecall.store import Store
 from homecall.store.tables import WHOLE_STORE, Window, connect, open_tables
 from tests.conftest import SimulatedDay
+from tests.detectors.packet_flows import (
+    Flow,
+    binary_channel,
+    fleet_delays,
+    marked,
+    sending,
+    store_of,
+)
 from tests.findings_contract import check_record
 
 # Real captures (njRAT's conn.log, dnscat2's Zeek JSON, Simda's dns/http/conn, RITA's beacon
@@ -47,6 +56,8 @@ OWN_SPARK_TESTS = {
     "long-connection",
     "domain-fronting",
     "tls-anomaly",
+    "covert-timing",
+    "header-anomaly",
 }
 
 
@@ -73,7 +84,24 @@ def stores(
     found["simulated"] = (Store(root / "simulated"), simulated / "nrd.txt")
     import_paths([simulated], found["simulated"][0])
     found["day"] = (simulated_day.store, simulated_day.truth.nrd_file)
+    found["covert"] = (_covert_capture(root / "covert"), None)
     return found
+
+
+def _covert_capture(folder: Path) -> Store:
+    """A hand-built capture (the real ones hold no covert channel): 20 ordinary flows, a binary
+    timing channel among them, and Rowland's covert_tcp text in IP IDs."""
+    rng = np.random.default_rng(3)
+    server = Flow("10.0.9.99", "198.51.100.7", 443)
+    flows = [
+        sending(Flow(f"10.0.9.{i}", "198.51.100.7", 443), fleet_delays(rng, 300))
+        for i in range(1, 21)
+    ]
+    delays, _ = binary_channel(rng, 300, zero_s=0.05, one_s=0.15, jitter_s=0.01)
+    text = [c * 256 for c in b"the covert_tcp channel carries a line of text " * 2]
+    idle = sending(Flow("10.0.9.98", "198.51.100.8", 80), np.full(len(text) - 1, 0.2))
+    flows += [sending(server, delays), marked(idle, ip_id=text, ip_flags=0)]
+    return store_of(folder, flows)
 
 
 def _config(detector: Detector, nrd: Path | None) -> object:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from homecall.detectors import (
     beacon,
+    covert_timing,
     dga,
     direct_ip,
     dns_bypass,
@@ -11,6 +12,7 @@ from homecall.detectors import (
     dns_volume,
     domain_fronting,
     fast_flux,
+    header_anomaly,
     http_anomaly,
     long_connection,
     odd_port,
@@ -47,6 +49,8 @@ DETECTORS: tuple[Detector, ...] = (
     long_connection.DETECTOR,
     domain_fronting.DETECTOR,
     tls_anomaly.DETECTOR,
+    covert_timing.DETECTOR,
+    header_anomaly.DETECTOR,
 )
 
 
