@@ -37,6 +37,8 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python benchmarks/beacon_speed.py
 	PYTHONPATH=. $(BIN)/python benchmarks/web_speed.py
 	PYTHONPATH=. $(BIN)/python benchmarks/dga_eval.py
+	PYTHONPATH=. $(BIN)/python benchmarks/pcap_speed.py
+	PYTHONPATH=. $(BIN)/python benchmarks/pcap_search.py
 
 clean:
 	rm -rf $(VENV) demo homecall-store .pytest_cache .mypy_cache .ruff_cache
