@@ -243,3 +243,48 @@ def test_anomaly_score_rises_with_volume_and_corroboration() -> None:
     shared = anomaly_score(0.5, 1000, 0.1, 0.0, cfg)
     assert shared < one < many < backed <= 1.0
     assert many == pytest.approx(cfg.max_score * 0.5)
+
+
+def _binetflow(path: Path, flows: list[tuple[str, str, int, int, int, int, int, str]]) -> Path:
+    """An Argus binetflow file: (src, dst, dport, src_bytes, tot_bytes, src_pkts, tot_pkts,
+    state) per flow, one a second from 2024-05-02 10:00."""
+    lines = ["StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,sTos,dTos,TotPkts,"
+             "TotBytes,SrcBytes,SrcPkts,Label"]  # fmt: skip
+    for i, (src, dst, port, src_bytes, tot, src_pkts, pkts, state) in enumerate(flows):
+        lines.append(
+            f"2024/05/02 10:{i // 60:02d}:{i % 60:02d}.000000,0.4,tcp,{src},{40000 + i},->,"
+            f"{dst},{port},{state},0,0,{pkts},{tot},{src_bytes},{src_pkts},"
+        )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def flow_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """Flow records only: one host repeating a request, a browser-like host whose sizes vary,
+    and a host whose connections are all refused (every SYN the same size)."""
+    root = tmp_path_factory.mktemp("flows")
+    sizes = [400 + (i * 7919) % 20_000 for i in range(40)]
+    flows = [("10.0.0.5", "198.51.100.9", 80, 550 + (i % 2) * 4, 1023, 5, 10, "FSPA_FSPA")
+             for i in range(40)]  # fmt: skip
+    flows += [("10.0.0.6", "198.51.100.10", 80, s, s + 5000, 9, 20, "FSPA_FSPA") for s in sizes]
+    flows += [("10.0.0.7", "198.51.100.11", 80, 60, 114, 1, 2, "S_RA") for _ in range(40)]
+    store = Store(root / "store")
+    import_paths([_binetflow(root / "flows.binetflow", flows)], store)
+    return store
+
+
+def test_repeated_connection_sizes_in_flow_records(flow_store: Store) -> None:
+    found = run(open_store(flow_store))
+    assert [(f.src, f.evidence["kind"]) for f in found] == [("10.0.0.5", "repeated-flow-size")]
+    (finding,) = found
+    assert (finding.dst, finding.dst_port) == ("198.51.100.9", 80)
+    assert finding.evidence["connections"] == 40  # 550 and 554 bytes: one size (16-byte step)
+    assert (finding.evidence["bytes_out_min"], finding.evidence["bytes_out_max"]) == (550, 554)
+    assert finding.evidence["size_share_ratio"] == 1.0
+    assert len(finding.evidence["uids"]) == 20
+
+
+@pytest.mark.spark
+def test_flow_sizes_agree_on_spark(flow_store: Store, spark: object) -> None:
+    assert_spark_agrees(run, flow_store, spark)

@@ -1,6 +1,7 @@
 """Unusual HTTP per host (docs/detection.md#http-anomaly): odd protocol versions, requests
 without a Host header, very large requests, one request size repeated to one destination, and
-one URI template asked of many different domains (Simda's /login.php).
+one URI template asked of many different domains (Simda's /login.php); and, from flow records
+without HTTP, connections of one size repeated to one address (`http_flow_sizes`).
 
 The kinds are group-bys in Ibis (`http_kinds`); here the groups that pass their thresholds are
 damped by how many internal hosts share the destination or template, lifted when another kind
@@ -20,6 +21,7 @@ import pyarrow as pa
 
 from homecall.detectors.base import Detector
 from homecall.detectors.common import prevalence_factor, sample_uids, with_uids
+from homecall.detectors.http_flow_sizes import repeated_flow_sizes
 from homecall.detectors.http_kinds import (
     KINDS,
     Anomaly,
@@ -50,7 +52,7 @@ def run(tables: Tables, cfg: HttpAnomalyConfig) -> Iterator[Finding]:
     fleet = tables.fleet_size
     anomalies: list[Anomaly] = []
     records: dict[str, ir.Table] = {}
-    for kind in KINDS:
+    for kind in (*KINDS, repeated_flow_sizes):
         found, behind = kind(tables, req, cfg)
         # what cannot reach min_score even unshared and uncorroborated is dropped here
         kept = [a for a in found if _base_score(a, fleet, cfg) >= cfg.min_score]
@@ -162,7 +164,7 @@ def _finding(
 
 DETECTOR = Detector(
     name="http-anomaly",
-    requires=("http",),
+    requires=("http", "conn"),
     config=HttpAnomalyConfig,
     run=run,
     description="odd HTTP versions, no Host header, large or identical requests, one URI on "

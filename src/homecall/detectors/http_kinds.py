@@ -67,6 +67,10 @@ class HttpAnomalyConfig:
     repeat_strength: float = 0.7  # a fixed payload is a machine talking, not yet malice
     repeat_full: float = 500.0  # this many identical requests give the full strength
     service_damping: float = 0.5  # OCSP, updates: known services with fixed-size requests
+    # The same in flow records (NetFlow, Argus, Suricata flows): connections of one size.
+    flow_ports: tuple[int, ...] = (80, 8000, 8080, 8888)  # plain HTTP: TLS sizes say less
+    flow_size_step: int = 16  # sizes within this many bytes are one (TCP options differ)
+    flow_min_payload: int = 16  # bytes beyond the packets' headers: a request was sent
     # One URI template asked of many registered domains.
     template_min_domains: int = 5  # fewer: a few sites on one CMS; Simda asks hundreds
     template_domains_full: float = 50.0  # this many domains give the full strength
