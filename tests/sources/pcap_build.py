@@ -48,6 +48,29 @@ CA_DER = base64.b64decode(
 )
 
 
+# Made with the `cryptography` package (tests/sources/test_pcap_tls.py quotes what
+# `openssl x509 -nameopt RFC2253` prints for them): a self-signed brainpoolP256r1 certificate
+# whose names hold a T61String, a NumericString, an OID OpenSSL has no name for and a BMPString
+# in a two-valued RDN; and one whose T61Strings hold a Latin-1 byte (0xfc), which OpenSSL prints
+# and `cryptography` refuses.
+ODD_DER = base64.b64decode(
+    "MIIB1DCCAXugAwIBAgICAP8wCgYIKoZIzj0EAwMwczELMAkGA1UEBhMCQ0gxEDAOBgNVBAcUB1rDvHJpY2gxDTALBgNV"
+    "BBESBDgwMDExJzAQBgkrBgEEAYOyAwEMA29kZDATBgNVBAoeDABPAHAAcwAgACMAMTEaMBgGA1UEAwwRIGMyLmV4YW1w"
+    "bGUudGVzdCAwHhcNOTkwMTAyMDMwNDA1WhcNNDkxMjMxMjM1OTU5WjBzMQswCQYDVQQGEwJDSDEQMA4GA1UEBxQHWsO8"
+    "cmljaDENMAsGA1UEERIEODAwMTEnMBAGCSsGAQQBg7IDAQwDb2RkMBMGA1UECh4MAE8AcABzACAAIwAxMRowGAYDVQQD"
+    "DBEgYzIuZXhhbXBsZS50ZXN0IDBaMBQGByqGSM49AgEGCSskAwMCCAEBBwNCAAQydfJdzuLG1IlctSCL3p4+zD8yHWNc"
+    "8O39Xpi0Ld+Rqwb1KEONduC6gFhIU1M/d1qdz1AWrVxsCz7v6dnczPG8MAoGCCqGSM49BAMDA0cAMEQCIEMJ8Sk4qwH5"
+    "QrR8GI4YEg74xZmkfOmULL0n3DwA+SHlAiAEZXVt1FsDIeEt2doRp8GyokDF4rB94in7kzDPXfUZCw=="
+)
+LATIN1_DER = base64.b64decode(
+    "MIIBSjCB8aADAgECAgEHMAoGCCqGSM49BAMCMC8xDzANBgNVBAcUBlr8cmljaDEcMBoGA1UEAwwTbGF0aW4xLmV4YW1w"
+    "bGUudGVzdDAeFw0yMDAxMDEwMDAwMDBaFw00OTEyMzEyMzU5NTlaMC8xDzANBgNVBAcUBlr8cmljaDEcMBoGA1UEAwwT"
+    "bGF0aW4xLmV4YW1wbGUudGVzdDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABCcV2vnaxy+fMKo7r0cgfKhcDVn2lYwI"
+    "/LCcUyDlc0/BWLSbd/K6pW2RrBW0uM0FiqBLWl0MQ83vQjL0aCkxCo4wCgYIKoZIzj0EAwIDSAAwRQIhAJzmMKI5llZC"
+    "4Dw2suYAvpTv9pCReg6RslbbZKOBEMb+AiA18TLdyBBQZAmY6zjgnMzAb5bQU2wBLjRMBGLUbkK6pQ=="
+)
+
+
 def ip4(text: str) -> bytes:
     return socket.inet_aton(text)
 

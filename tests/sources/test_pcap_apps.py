@@ -1,10 +1,15 @@
 """HTTP and DNS read from hand-built captures: reassembly (split, pipelined, reordered and
-retransmitted segments, lost bytes) and DNS transactions (answered, unanswered, unusual types)."""
+retransmitted segments, lost bytes) and DNS transactions (answered, unanswered, unusual types);
+and the messages dpkt.http and dpkt.dns cannot read, which is why pcap_http and pcap_dns parse
+them."""
 
 from __future__ import annotations
 
 import struct
 from pathlib import Path
+
+import dpkt
+import pytest
 
 from tests.sources.pcap_build import (
     ACK,
@@ -167,3 +172,52 @@ def test_dns_transactions(tmp_path: Path) -> None:
     nxdomain = rows[(0x3333, 53002)]
     assert (nxdomain["rcode_name"], nxdomain["rejected"]) == ("NXDOMAIN", True)
     assert {r["service"] for r in tables["conn"]} == {"dns"}
+
+
+# ----------------------------------- where dpkt.http and dpkt.dns fall short of the reader's own
+
+
+def test_dpkt_http_cannot_read_heads_the_reader_reads(tmp_path: Path) -> None:
+    post = b"POST /beacon HTTP/1.1\r\nHost: c2.example\r\nContent-Length: 11\r\n\r\n"
+    with pytest.raises(dpkt.NeedData):
+        dpkt.http.Request(post)  # a head without its body (a later segment, or never captured)
+    with pytest.raises(dpkt.NeedData):
+        dpkt.http.Response(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n")  # to a HEAD
+    patch = b"PATCH /x HTTP/1.1\r\nHost: c2.example\r\n\r\n"
+    with pytest.raises(dpkt.UnpackError, match="invalid http method"):
+        dpkt.http.Request(patch)  # RFC 5789; any token is a method (RFC 9110, 9.1)
+    odd = b"GET /caf\xc3\xa9 HTTP/1.1\r\nUser-Agent: \xff\xfebot\r\n\r\n"
+    parsed = dpkt.http.Request(odd)
+    assert (parsed.uri, parsed.headers["user-agent"]) == ("/caf", "bot")  # bytes dropped
+    stream = post + b"hello world" + patch + odd
+    answers = b"HTTP/1.1 204 No Content\r\n\r\n" * 3
+    rows = _http(tmp_path, _segments([(0, stream[:60]), (60, stream[60:])], [(0, answers)]))
+    assert [(r["method"], r["uri"], r["status_code"]) for r in rows] == [
+        ("POST", "/beacon", 204),
+        ("PATCH", "/x", 204),
+        ("GET", "/café", 204),
+    ]
+    assert (rows[0]["request_body_len"], rows[2]["user_agent"]) == (11, r"\xff\xfebot")
+
+
+def test_dpkt_dns_rejects_messages_the_reader_reads(tmp_path: Path) -> None:
+    query = _dns_query(0x4444, "c2.example.com", 65)
+    https = _dns_answer(query, [(65, 300, b"\x00\x01\x00\x00\x01\x00\x03\x02h2")])
+    with pytest.raises(dpkt.UnpackError, match="RR type 65 is not supported"):
+        dpkt.dns.DNS(https)  # the whole message, for one record of a type it does not know
+    tunnel = bytearray(_dns_query(0x5555, "xxxx.t.example", 16))
+    tunnel[13:17] = b"\xbc\xfeab"  # a binary label, as in iodine's Base128 encoding
+    with pytest.raises(UnicodeDecodeError):
+        dpkt.dns.DNS(bytes(tunnel))
+    sent = [
+        udp_packet(CLIENT, 53000, "10.0.0.53", 53, query),
+        udp_packet("10.0.0.53", 53, CLIENT, 53000, https),
+        udp_packet(CLIENT, 53001, "10.0.0.53", 53, bytes(tunnel)),
+    ]
+    path = tmp_path / "dns.pcap"
+    write_pcap(path, [(T0_US + 1000 * i, ethernet(ip)) for i, ip in enumerate(sent)])
+    tables, problems = read(path)
+    assert problems.records == []
+    rows = {r["trans_id"]: r for r in tables["dns"]}
+    assert rows[0x4444]["answers"] == ["<unknown type=65>"]
+    assert rows[0x5555]["query"] == r"\xbc\xfeab.t.example"

@@ -8,10 +8,20 @@ import struct
 from datetime import UTC, datetime
 from pathlib import Path
 
+import dpkt
 import pytest
 
 from homecall.sources.pcap_tls import ja3, ja3s, ja4, ja4s, parse_hello
-from tests.sources.pcap_build import CA_DER, LEAF_DER, read, session, write_pcap
+from homecall.sources.pcap_x509 import certificate
+from tests.sources.pcap_build import (
+    CA_DER,
+    LATIN1_DER,
+    LEAF_DER,
+    ODD_DER,
+    read,
+    session,
+    write_pcap,
+)
 
 GREASE = 0x1A1A
 
@@ -146,7 +156,9 @@ def test_ja3s_of_a_hand_built_server_hello() -> None:
 # ------------------------------------------------------------- a TLS 1.2 session
 
 
-def _tls12_messages(alert: bool = False) -> list[tuple[bool, bytes]]:
+def _tls12_messages(
+    alert: bool = False, certificates: tuple[bytes, ...] = (LEAF_DER, CA_DER)
+) -> list[tuple[bool, bytes]]:
     hello = client_hello(
         0x0303,
         [GREASE, 0xC02F, 0xC030, 0x009C],
@@ -162,7 +174,7 @@ def _tls12_messages(alert: bool = False) -> list[tuple[bool, bytes]]:
     if alert:
         return [(True, client), (False, record(21, b"\x02\x28"))]
     extensions = [(0xFF01, b"\0"), (0x0010, _alpn(b"http/1.1")), (11, b"\x01\x00")]
-    chain = b"".join(len(c).to_bytes(3, "big") + c for c in (LEAF_DER, CA_DER))
+    chain = b"".join(len(c).to_bytes(3, "big") + c for c in certificates)
     flight = (
         handshake(2, server_hello(0x0303, 0xC02F, extensions))
         + handshake(11, len(chain).to_bytes(3, "big") + chain)
@@ -237,4 +249,109 @@ def test_rejected_handshake_is_not_established(tmp_path: Path) -> None:
     )
     assert tls["ja3"] is not None
     assert tls["ja3s"] is None
+    assert "x509" not in tables
+
+
+def test_certificate_names_as_openssl_prints_them() -> None:
+    row = certificate(ODD_DER)
+    # `openssl x509 -noout -subject -issuer -nameopt RFC2253` (OpenSSL 3.0.19): the T61String
+    # byte by byte, the NumericString as text, the OID without a name as "#" + DER, the
+    # two-valued RDN reversed, the leading and trailing spaces escaped
+    name = (
+        r"CN=\ c2.example.test\ ,O=Ops #1+1.3.6.1.4.1.55555.1=#0C036F6464,postalCode=8001,"
+        r"L=Z\C3\83\C2\BCrich,C=CH"
+    )
+    assert (row["subject"], row["issuer"]) == (name, name)
+    assert row["cert_id"] == "14c71c7be92cb503f73d62a953ae08a60cde8de4"  # -fingerprint
+    assert row["serial"] == "FF"  # -serial
+    assert (row["key_type"], row["key_length"]) == ("ecdsa", 256)  # brainpoolP256r1
+    assert row["sig_alg"] == "ecdsa-with-SHA384"
+    assert row["not_valid_before"] == datetime(1999, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp() * 1e6
+    assert (
+        row["not_valid_after"] == datetime(2049, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() * 1e6
+    )
+    assert (row["san_dns"], row["san_ip"], row["is_ca"]) == (None, None, None)
+
+
+def test_unreadable_certificate_keeps_its_id_in_the_chain(tmp_path: Path) -> None:
+    # OpenSSL prints LATIN1_DER's names (CN=latin1.example.test,L=Z\C3\BCrich); cryptography
+    # refuses a T61String that is not UTF-8, so the certificate gets no x509 row
+    with pytest.raises(ValueError, match=r"not a readable X\.509 certificate"):
+        certificate(LATIN1_DER)
+    path = tmp_path / "latin1.pcap"
+    write_pcap(path, session(_tls12_messages(certificates=(LATIN1_DER, ODD_DER)), sport=443))
+    tables, problems = read(path)
+    assert problems.records == []
+    [tls] = tables["tls"]
+    leaf_sha1 = "94cc61d9f764e6b76ee4ee6e7a9bc514449afb1b"  # openssl x509 -fingerprint
+    assert tls["cert_chain"] == [
+        leaf_sha1,
+        hashlib.sha1(ODD_DER, usedforsecurity=False).hexdigest(),
+    ]
+    assert (tls["subject"], tls["issuer"], tls["sni_matches_cert"]) == (None, None, None)
+    [x509] = tables["x509"]
+    assert (x509["cert_id"], x509["is_host_cert"]) == (tls["cert_chain"][1], False)
+
+
+# ------------------------------------ where dpkt.ssl falls short: the framing stays in pcap_tls
+
+
+def test_dpkt_ssl_framing_fails_on_real_handshakes() -> None:
+    alert = record(21, b"\x02\x28")
+    with pytest.raises(dpkt.ssl.SSL3Exception, match="Bad TLS version"):
+        dpkt.ssl.tls_multi_factory(alert + b"HTTP/1.1 400 Bad Request\r\n")  # the alert is lost
+    assert dpkt.ssl.TLSRecord(b"\x47\x03\x03\x00\x01x").type == 0x47  # no content type check
+    status = handshake(22, b"\x01" + (1).to_bytes(3, "big") + b"\x00")  # CertificateStatus
+    with pytest.raises(dpkt.ssl.SSL3Exception, match="handshake type 22"):
+        dpkt.ssl.TLSHandshake(status)
+    hello = handshake(1, client_hello(0x0303, [0xC02F], [(0, _sni("a.example"))]))
+    with pytest.raises(dpkt.NeedData):
+        dpkt.ssl.TLSHandshake(hello[:40])  # the rest is in the next record
+
+
+def test_split_client_hello_and_certificate_status_are_read(tmp_path: Path) -> None:
+    hello = handshake(1, client_hello(0x0303, [0xC02F], [(0, _sni("a.example"))]))
+    chain = len(LEAF_DER).to_bytes(3, "big") + LEAF_DER
+    flight = (
+        handshake(2, server_hello(0x0303, 0xC02F, []))
+        + handshake(11, len(chain).to_bytes(3, "big") + chain)
+        + handshake(22, b"\x01" + (3).to_bytes(3, "big") + b"ocs")  # OCSP stapling
+        + handshake(14, b"")
+    )
+    messages = [
+        (True, record(22, hello[:40]) + record(22, hello[40:])),
+        (False, record(22, flight)),
+        (True, record(20, b"\x01")),
+        (False, record(20, b"\x01")),
+        (True, record(23, bytes(100))),
+    ]
+    path = tmp_path / "stapled.pcap"
+    write_pcap(path, session(messages, sport=443))
+    tables, problems = read(path)
+    assert problems.records == []
+    [tls] = tables["tls"]
+    assert (tls["server_name"], tls["established"]) == ("a.example", True)
+    assert tls["cert_chain"] == [hashlib.sha1(LEAF_DER, usedforsecurity=False).hexdigest()]
+
+
+def test_certificate_message_with_contradicting_lengths_gives_no_chain(tmp_path: Path) -> None:
+    hello = handshake(1, client_hello(0x0303, [0xC02F], [(0, _sni("a.example"))]))
+    chain = len(LEAF_DER).to_bytes(3, "big") + LEAF_DER
+    flight = (
+        handshake(2, server_hello(0x0303, 0xC02F, []))
+        + handshake(11, (len(chain) + 5).to_bytes(3, "big") + chain)  # claims 5 bytes more
+        + handshake(14, b"")
+    )
+    messages = [
+        (True, record(22, hello)),
+        (False, record(22, flight)),
+        (True, record(20, b"\x01")),
+        (False, record(20, b"\x01")),
+        (True, record(23, bytes(100))),
+    ]
+    path = tmp_path / "bad-chain.pcap"
+    write_pcap(path, session(messages, sport=443))
+    tables, _ = read(path)
+    [tls] = tables["tls"]
+    assert (tls["cert_chain"], tls["established"]) == (None, True)
     assert "x509" not in tables

@@ -3,7 +3,10 @@
 A query and its response are joined by flow and transaction id; a query never answered keeps
 null response fields, a response whose query was not captured makes a row of its own. Messages
 are parsed here rather than with dpkt.dns, which rejects a whole message for one resource
-record type it does not know (HTTPS, SVCB, RRSIG, ...) or a TXT string that is not UTF-8.
+record type it does not know (HTTPS, SVCB, RRSIG, ...: UnpackError "RR type 65 is not
+supported"), and whose name reader (`unpack_name`, so its questions too) raises
+UnicodeDecodeError on a label that is not UTF-8, as DNS tunnels send; TXT strings likewise
+(tests/sources/test_pcap_apps.py).
 """
 
 from __future__ import annotations

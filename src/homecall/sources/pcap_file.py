@@ -2,9 +2,17 @@
 
 `records` yields one `Record` per packet with the byte offset of its record in the file (the
 16-byte record header of classic pcap, the Enhanced/Simple/obsolete Packet Block of pcapng),
-which `homecall pcap search` uses to copy packets out without rescanning. dpkt's readers do not
-expose offsets, so the record headers and blocks are walked here with `struct`. A record that
-is cut off or corrupt ends the walk: it is reported with its packet number as the "line".
+which `homecall pcap search` uses to copy packets out without rescanning. A record that is cut
+off or corrupt ends the walk: it is reported with its packet number as the "line".
+
+The records are walked here with `struct`, not with dpkt's readers (each point is shown by
+tests/sources/test_pcap_files.py). dpkt.pcap.Reader yields (time, bytes) only: no caplen or
+wire length, so a record cut short by the end of the file comes out as if whole; offsets
+would have to be summed from the lengths of what it yields; and it reads 2.1 times slower
+(1,024,787 records: 2.42 s of CPU against 1.15 s here). dpkt.pcapng.Reader takes the
+link type and time resolution of the first interface for every packet, drops a later section
+of the other byte order, skips Simple Packet Blocks and yields no offsets either; its block
+classes parse an Enhanced Packet Block at half the speed of this walk.
 """
 
 from __future__ import annotations

@@ -4,7 +4,10 @@ Each direction's reassembled stream is parsed as it arrives: header blocks are b
 `MAX_HEAD` bytes), bodies are skipped by Content-Length or chunk sizes without being kept, so a
 keep-alive connection of any length costs little memory. Responses are matched to requests in
 order (pipelining). A request's row is written once its response is complete, or when the flow
-ends.
+ends. Not dpkt.http: its Request and Response parse a whole message from one buffer and raise
+NeedData for a head whose body is not all there (a body in later segments, or lost; a
+Content-Length answering a HEAD), refuse methods outside a fixed list (PATCH, custom verbs)
+and drop non-ASCII bytes from the request line and headers (tests/sources/test_pcap_apps.py).
 """
 
 from __future__ import annotations

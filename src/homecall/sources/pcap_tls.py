@@ -1,6 +1,14 @@
 """TLS handshakes in a capture -> tls rows (one per session) and x509 rows for the certificates.
 
 The records of each direction are read from the reassembled stream until both sides encrypt.
+dpkt.ssl.TLSCertificate splits Certificate messages into certificates. The rest is read here:
+records and handshake messages, because dpkt.ssl.tls_multi_factory drops the records before a
+non-TLS one and checks no content type, and TLSHandshake raises on a message continued in the
+next record (NeedData) and on types it does not know, such as the CertificateStatus of an
+OCSP-stapled TLS 1.2 handshake (tests/sources/test_pcap_tls.py); the hellos, because
+TLSClientHello makes a CipherSuite object for every cipher offered and reads a hello 2 to 3
+times slower, and parse_extensions (its extension list) up to 1.7 times slower, than this
+module (docs/schema.md, "Packet captures"); dpkt keeps extension contents as bytes anyway.
 Fingerprints: JA3 and JA3S as Salesforce's reference (github.com/salesforce/ja3: decimal
 values, GREASE dropped, MD5), JA4 and JA4S as FoxIO's technical details
 (github.com/FoxIO-LLC/ja4, technical_details/JA4.md and JA4S.md). `established` is set as
@@ -10,14 +18,17 @@ application data for TLS 1.3 without the compatibility ChangeCipherSpec).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+import dpkt
+
 from homecall.sources.pcap_tables import Collector
 from homecall.sources.pcap_tls_names import ALERTS, CIPHERS, GROUPS, named
-from homecall.sources.pcap_x509 import certificate
+from homecall.sources.pcap_x509 import certificate, fingerprint
 from homecall.sources.suricata_web import tls_version
 
 __all__ = ["Hello", "TlsSession", "ja3", "ja3s", "ja4", "ja4s", "parse_hello"]
@@ -64,7 +75,8 @@ def _u16_list(data: bytes, start: int, end: int) -> list[int]:
 
 
 def parse_hello(body: bytes, is_client: bool) -> Hello:
-    """A ClientHello or ServerHello handshake body; ValueError when it is cut short."""
+    """A ClientHello or ServerHello handshake body; ValueError when it is cut short. Read here,
+    not with dpkt.ssl: see the module docstring."""
     if len(body) < 38:
         raise ValueError("hello cut short")
     hello = Hello(_U16(body, 0)[0], random=body[2:34])
@@ -283,13 +295,8 @@ class TlsSession:
             if hello.random != _HRR_RANDOM:  # a HelloRetryRequest is not the answer
                 self.server = hello
         elif kind == 11:
-            total = int.from_bytes(body[:3], "big")
-            pos, end = 3, min(3 + total, len(body))
-            chain = self.chains[side]
-            while pos + 3 <= end:
-                size = int.from_bytes(body[pos : pos + 3], "big")
-                chain.append(body[pos + 3 : pos + 3 + size])
-                pos += 3 + size
+            with contextlib.suppress(dpkt.NeedData):  # contradicting lengths: no chain, read on
+                self.chains[side].extend(dpkt.ssl.TLSCertificate(body).certificates)
         elif kind == 12 and side == 1 and self.server and self._named_curve(body):
             self.curve = named(GROUPS, _U16(body, 1)[0])
 
@@ -328,30 +335,32 @@ class TlsSession:
         row["curve"] = self.curve
         row["last_alert"] = self.last_alert
         for name, chain in (("cert_chain", self.chains[1]), ("client_cert_chain", self.chains[0])):
-            parsed = self._certificates(chain, ts)
-            if not parsed:
+            if not chain:
                 continue
-            row[name] = [cert["cert_id"] for cert in parsed]
-            if name == "cert_chain":
-                leaf = parsed[0]
+            row[name] = [fingerprint(der) for der in chain]
+            leaf = self._certificates(chain, ts)
+            if name == "cert_chain" and leaf is not None:
                 row.update(subject=leaf["subject"], issuer=leaf["issuer"])
                 if client is not None and client.server_name:
                     row["sni_matches_cert"] = _matches(client.server_name, leaf)
         self.out.rows["tls"].append(row)
 
-    def _certificates(self, chain: list[bytes], ts: int) -> list[dict[str, Any]]:
-        parsed = []
+    def _certificates(self, chain: list[bytes], ts: int) -> dict[str, Any] | None:
+        """Write the x509 rows of a chain's certificates (those cryptography can read: the
+        others keep only their id in the chain); the leaf's columns, None when unreadable."""
+        leaf = None
         for position, der in enumerate(chain):
             try:
                 cert = certificate(der)
             except ValueError:
                 continue
-            parsed.append(cert)
+            if position == 0:
+                leaf = cert
             key = (cert["cert_id"], ts // 86_400_000_000)
             if key not in self.out.certificates:
                 self.out.certificates.add(key)
                 self.out.rows["x509"].append({**cert, "ts": ts, "is_host_cert": position == 0})
-        return parsed
+        return leaf
 
 
 def _matches(server_name: str, leaf: dict[str, Any]) -> bool:

@@ -1,20 +1,26 @@
-"""X.509 certificates seen in clear in TLS handshakes -> x509 rows, with a small DER walker.
+"""X.509 certificates seen in clear in TLS handshakes -> x509 rows, read with `cryptography`.
 
 Fields as Zeek's x509.log writes them through OpenSSL: names in RFC 2253 form
 (`X509_NAME_print_ex` with `XN_FLAG_RFC2253`: last RDN first, "," between RDNs, "+" inside one,
 OpenSSL's short attribute names, special characters, control and non-ASCII bytes escaped), the
 serial in upper-case hex, OpenSSL's algorithm names, the key size in bits. `cert_id` is the
-SHA-1 fingerprint in lower-case hex, as the Suricata reader writes it.
+SHA-1 fingerprint in lower-case hex, as the Suricata reader writes it. A certificate
+`cryptography` cannot read (a negative serial, a Latin-1 T61String, a malformed extension, ...)
+raises ValueError: the caller skips it.
 """
 
 from __future__ import annotations
 
-import calendar
+import contextlib
 import hashlib
-import socket
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["certificate", "oid_text"]
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+
+__all__ = ["certificate", "fingerprint"]
 
 _ATTRIBUTES = {
     "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O",
@@ -41,58 +47,27 @@ _ALGORITHMS = {
     "1.2.840.10040.4.3": "dsaWithSHA1", "2.16.840.1.101.3.4.3.2": "dsa_with_SHA256",
 }  # fmt: skip
 _KEY_TYPES = {"rsaEncryption": "rsa", "id-ecPublicKey": "ecdsa", "dsaEncryption": "dsa"}
-_CURVE_BITS = {"1.2.840.10045.3.1.7": 256, "1.3.132.0.34": 384, "1.3.132.0.35": 521,
-               "1.3.132.0.33": 224, "1.2.840.10045.3.1.1": 192, "1.3.132.0.10": 256}  # fmt: skip
-_SAN, _BASIC_CONSTRAINTS = "2.5.29.17", "2.5.29.19"
-_STRINGS = {0x0C: "utf-8", 0x13: "latin-1", 0x16: "latin-1", 0x14: "latin-1",
-            0x1A: "latin-1", 0x1E: "utf-16-be", 0x1C: "utf-32-be"}  # fmt: skip
+# How OpenSSL reads each ASN.1 string type (tag2nbyte in crypto/asn1/a_strex.c): one byte per
+# character, UTF-8, UCS-2 or UCS-4. Values of other types are printed as "#" + their DER in hex.
+_ONE_BYTE, _UTF8, _WIDE = 1, 0, 2
+_STRING_TYPES = {12: _UTF8, 18: _ONE_BYTE, 19: _ONE_BYTE, 20: _ONE_BYTE, 22: _ONE_BYTE,
+                 23: _ONE_BYTE, 24: _ONE_BYTE, 26: _ONE_BYTE, 28: _WIDE, 30: _WIDE}  # fmt: skip
+_CODECS = {28: "utf-32-be", 30: "utf-16-be"}  # how cryptography decoded the wide types
 _RFC2253_SPECIAL = ',+"\\<>;'
-
-Node = tuple[int, int, int]  # tag, content start, content end
-
-
-def _node(der: bytes, pos: int) -> tuple[Node, int]:
-    """The TLV at `pos` and the offset after it; ValueError when it runs off the data."""
-    if pos + 2 > len(der):
-        raise ValueError("DER cut short")
-    tag, size = der[pos], der[pos + 1]
-    pos += 2
-    if size & 0x80:
-        count = size & 0x7F
-        if count == 0 or count > 4 or pos + count > len(der):
-            raise ValueError("bad DER length")
-        size = int.from_bytes(der[pos : pos + count], "big")
-        pos += count
-    if pos + size > len(der):
-        raise ValueError("DER value cut short")
-    return (tag, pos, pos + size), pos + size
+# What cryptography raises for a certificate it cannot read (lazily, field by field).
+_READ_ERRORS = (
+    ValueError,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
-def _children(der: bytes, node: Node) -> list[Node]:
-    out: list[Node] = []
-    pos = node[1]
-    while pos < node[2]:
-        child, pos = _node(der, pos)
-        out.append(child)
-    return out
-
-
-def oid_text(data: bytes) -> str:
-    """An OBJECT IDENTIFIER's content octets in dotted form."""
-    if not data:
-        return ""
-    parts = [min(data[0] // 40, 2), data[0] - 40 * min(data[0] // 40, 2)]
-    value = 0
-    for byte in data[1:]:
-        value = value << 7 | byte & 0x7F
-        if not byte & 0x80:
-            parts.append(value)
-            value = 0
-    return ".".join(map(str, parts))
-
-
-def _oid(der: bytes, node: Node) -> str:
-    return oid_text(der[node[1] : node[2]])
+def fingerprint(der: bytes) -> str:
+    """The SHA-1 of a certificate's DER in lower-case hex (its cert_id)."""
+    return hashlib.sha1(der, usedforsecurity=False).hexdigest()
 
 
 def _escape(text: str) -> str:
@@ -110,116 +85,102 @@ def _escape(text: str) -> str:
     return "".join(out)
 
 
-def _name(der: bytes, node: Node) -> str:
-    """A Name in RFC 2253 form: the last RDN first."""
-    rdns = []
-    for rdn in _children(der, node):
-        parts = []
-        for pair in _children(der, rdn):
-            kind, value = _children(der, pair)[:2]
-            oid = _oid(der, kind)
-            label = _ATTRIBUTES.get(oid)
-            encoding = _STRINGS.get(value[0])
-            if label is None or encoding is None:
-                size = value[2] - value[1]
-                start = value[1] - (2 if size < 0x80 else 2 + (size.bit_length() + 7) // 8)
-                parts.append(f"{label or oid}=#{der[start : value[2]].hex().upper()}")
-            else:
-                text = der[value[1] : value[2]].decode(encoding, "replace")
-                parts.append(f"{label}={_escape(text)}")
-        rdns.append("+".join(reversed(parts)))  # OpenSSL reverses every entry, not just RDNs
-    return ",".join(reversed(rdns))
+def _der_length(size: int) -> bytes:
+    if size < 0x80:
+        return bytes((size,))
+    body = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(body),)) + body
 
 
-def _time_us(der: bytes, node: Node) -> int | None:
-    text = der[node[1] : node[2]].decode("ascii", "replace").rstrip("Z")
+def _attribute(attr: x509.NameAttribute[Any]) -> str:
+    """One attribute as OpenSSL prints it: `CN=text`, or `OID=#<DER hex>` when OpenSSL has no
+    name for the OID or cannot print the value's type.
+
+    cryptography decodes every string type but BMPString and UniversalString as UTF-8, where
+    OpenSSL reads one byte per character (T61String, PrintableString, IA5String...): the bytes
+    are re-encoded to print them as OpenSSL does. The ASN.1 type is only on `_type`.
+    """
+    oid = attr.oid.dotted_string
+    label = _ATTRIBUTES.get(oid)
+    tag = attr._type.value
+    value = attr.value
+    width = _STRING_TYPES.get(tag)
+    if label is not None and width is not None and isinstance(value, str):
+        text = value.encode("utf-8").decode("latin-1") if width == _ONE_BYTE else value
+        return f"{label}={_escape(text)}"
+    if isinstance(value, bytes):  # a BIT STRING: no unused bits
+        content = b"\x00" + value
+    else:
+        content = value.encode(_CODECS.get(tag, "utf-8"))
+    der = bytes((tag,)) + _der_length(len(content)) + content
+    return f"{label or oid}=#{der.hex().upper()}"
+
+
+def _name(name: x509.Name) -> str:
+    """A Name in RFC 2253 form: the last RDN first, and (as OpenSSL reverses every entry, not
+    just the RDNs) the attributes of a multi-valued RDN in reverse order too."""
+    rdns = ("+".join(_attribute(a) for a in reversed(list(rdn))) for rdn in reversed(name.rdns))
+    return ",".join(rdns)
+
+
+def _serial(number: int) -> str:
+    """The serial as Zeek writes it (OpenSSL's i2a_ASN1_INTEGER): two hex digits a byte."""
+    magnitude = abs(number)
+    text = magnitude.to_bytes(max(1, (magnitude.bit_length() + 7) // 8), "big").hex().upper()
+    return "-" + text if number < 0 else text
+
+
+def _key_length(cert: x509.Certificate) -> int | None:
+    """The key size in bits (RSA modulus, DSA p, EC curve); None for other keys."""
     try:
-        if node[0] == 0x17:  # UTCTime: YYMMDDHHMM[SS]
-            year = int(text[:2])
-            text = ("19" if year >= 50 else "20") + text
-        year, month, day = int(text[:4]), int(text[4:6]), int(text[6:8])
-        hour, minute = int(text[8:10]), int(text[10:12])
-        second = int(text[12:14]) if len(text) >= 14 else 0
-        return calendar.timegm((year, month, day, hour, minute, second)) * 1_000_000
-    except (ValueError, OverflowError):
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):  # an unnamed or unsupported curve, ...
         return None
+    if isinstance(key, rsa.RSAPublicKey | dsa.DSAPublicKey):
+        return key.key_size
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return key.curve.key_size
+    return None
 
 
-def _key(der: bytes, spki: Node) -> tuple[str, int | None]:
-    """(key algorithm OID, key size in bits) of a SubjectPublicKeyInfo."""
-    algorithm, bits = _children(der, spki)[:2]
-    parts = _children(der, algorithm)
-    oid = _oid(der, parts[0])
-    if oid == "1.2.840.113549.1.1.1":  # RSA: the modulus of the SEQUENCE in the BIT STRING
-        inner, _ = _node(der, bits[1] + 1)
-        modulus = _children(der, inner)[0]
-        return oid, int.from_bytes(der[modulus[1] : modulus[2]], "big").bit_length()
-    if oid == "1.2.840.10045.2.1" and len(parts) > 1 and parts[1][0] == 0x06:
-        return oid, _CURVE_BITS.get(_oid(der, parts[1]))
-    if oid == "1.2.840.10040.4.1" and len(parts) > 1:  # DSA: the size of p
-        p = _children(der, parts[1])[0]
-        return oid, int.from_bytes(der[p[1] : p[2]], "big").bit_length()
-    return oid, None
-
-
-def _extensions(der: bytes, node: Node, row: dict[str, Any]) -> None:
-    for ext in _children(der, _children(der, node)[0]):
-        parts = _children(der, ext)
-        oid, value = _oid(der, parts[0]), parts[-1]
-        inner, _ = _node(der, value[1])
-        if oid == _SAN:
-            for name in _children(der, inner):
-                data = der[name[1] : name[2]]
-                if name[0] == 0x82:
-                    row["san_dns"].append(data.decode("latin-1"))
-                elif name[0] == 0x87 and len(data) in (4, 16):
-                    family = socket.AF_INET if len(data) == 4 else socket.AF_INET6
-                    row["san_ip"].append(socket.inet_ntop(family, data))
-        elif oid == _BASIC_CONSTRAINTS:
-            fields = _children(der, inner)
-            row["is_ca"] = bool(fields and fields[0][0] == 0x01 and der[fields[0][1]])
+def _extensions(cert: x509.Certificate, row: dict[str, Any]) -> None:
+    extensions = cert.extensions
+    try:
+        names = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        pass
+    else:
+        row["san_dns"] = names.get_values_for_type(x509.DNSName) or None
+        row["san_ip"] = [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] or None
+    with contextlib.suppress(x509.ExtensionNotFound):
+        row["is_ca"] = extensions.get_extension_for_class(x509.BasicConstraints).value.ca
 
 
 def certificate(der: bytes) -> dict[str, Any]:
     """The x509 columns of one DER certificate (without ts, provenance and is_host_cert);
-    ValueError when it is not a certificate."""
+    ValueError when cryptography cannot read it."""
     try:
-        top, _ = _node(der, 0)
-        tbs, signature = _children(der, top)[:2]
-        fields = _children(der, tbs)
-        version = 1
-        if fields[0][0] == 0xA0:
-            version = int.from_bytes(der[fields[0][1] + 2 : fields[0][2]], "big") + 1
-            fields = fields[1:]
-        serial, _sig, issuer, validity, subject, spki = fields[:6]
-        not_before, not_after = _children(der, validity)[:2]
-        key_oid, key_bits = _key(der, spki)
-        magnitude = der[serial[1] : serial[2]]
-        if len(magnitude) > 1 and magnitude[0] == 0:
-            magnitude = magnitude[1:]
+        cert = x509.load_der_x509_certificate(der)
+        key_oid = cert.public_key_algorithm_oid.dotted_string
+        sig_oid = cert.signature_algorithm_oid.dotted_string
         key_alg = _ALGORITHMS.get(key_oid, key_oid)
-        sig_oid = _oid(der, _children(der, signature)[0])
         row: dict[str, Any] = {
-            "cert_id": hashlib.sha1(der, usedforsecurity=False).hexdigest(),
-            "version": version,
-            "serial": magnitude.hex().upper(),
-            "subject": _name(der, subject),
-            "issuer": _name(der, issuer),
-            "not_valid_before": _time_us(der, not_before),
-            "not_valid_after": _time_us(der, not_after),
+            "cert_id": fingerprint(der),
+            "version": cert.version.value + 1,
+            "serial": _serial(cert.serial_number),
+            "subject": _name(cert.subject),
+            "issuer": _name(cert.issuer),
+            "not_valid_before": (cert.not_valid_before_utc - _EPOCH) // _MICROSECOND,
+            "not_valid_after": (cert.not_valid_after_utc - _EPOCH) // _MICROSECOND,
             "key_alg": key_alg,
             "sig_alg": _ALGORITHMS.get(sig_oid, sig_oid),
             "key_type": _KEY_TYPES.get(key_alg),
-            "key_length": key_bits,
-            "san_dns": [],
-            "san_ip": [],
+            "key_length": _key_length(cert),
+            "san_dns": None,
+            "san_ip": None,
             "is_ca": None,
         }
-        for extra in fields[6:]:
-            if extra[0] == 0xA3:
-                _extensions(der, extra, row)
-    except (ValueError, IndexError) as exc:
-        raise ValueError(f"not an X.509 certificate: {exc}") from None
-    row["san_dns"] = row["san_dns"] or None
-    row["san_ip"] = row["san_ip"] or None
+        _extensions(cert, row)
+    except _READ_ERRORS as exc:
+        raise ValueError(f"not a readable X.509 certificate: {exc}") from None
     return row
