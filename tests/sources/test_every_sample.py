@@ -1,8 +1,9 @@
 """Every file under ../shared/c2-samples imports without error (issue 6's first criterion).
 
 One test per file. A log is recognised by content, imported with no error and no bad record
-(but for the two malformed lines listed below, which must be reported by line), and yields rows, unless it is a log type homecall knowingly leaves out (a Zeek weird.log, say),
-which must then be recognised as such rather than "no reader recognises this file". The
+(but for the two malformed lines listed below, which must be reported by line), and yields
+rows, unless it is a log type homecall knowingly leaves out (a Zeek weird.log, say), which
+must then be recognised as such rather than "no reader recognises this file". The
 documentation (PROVENANCE.txt, README.md) and the domain lists under benign-domains/ and
 dga-domains/ are not logs: their provenance says so, and homecall must not take them for one.
 """
