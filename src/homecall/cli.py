@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, replace
 from datetime import date
 from pathlib import Path
@@ -171,9 +172,11 @@ def simulate(
     with _handled():
         first = date.fromisoformat(start) if start else None
         result = run_simulation(out, hosts=hosts, days=days, seed=seed, start=first)
-    every_row = {**result.rows, **result.web_rows}
+    every_row = {**result.rows, **result.web_rows, **result.network_rows}
     rows = ", ".join(f"{k} {v:,}" for k, v in sorted(every_row.items()))
-    logs = [f for f in (*result.files, *result.web_logs) if f.name != "truth.json"]
+    logs = [
+        f for f in (*result.files, *result.web_logs, *result.network_logs) if f.name != "truth.json"
+    ]
     console.print(f"Wrote {len(logs)} logs to {escape(str(out))} ({rows}).", soft_wrap=True)
     truth = escape(str(out / "truth.json"))
     injected = f"Injected {len(result.c2)} C2 channels; ground truth in {truth}:"
@@ -194,12 +197,21 @@ def simulate(
         f" {len(result.user_agents)} implant"
         f" agents, {len(result.uri_commands)} URI command channels (web shell, tasking),"
         f" {len(result.domain_fronting)} fronted channels, {len(result.tls_certs)} bad"
-        f" certificates, {len(result.http_anomalies)} HTTP anomalies"
+        f" certificates, {len(result.http_anomalies)} HTTP anomalies; network:"
+        f" {_network_summary(c.kind for c in result.network_c2)}"
     )
     console.print(f"  and {techniques} (see truth.json).", highlight=False, soft_wrap=True)
     if result.nrd_file is not None:
         feed = escape(str(result.nrd_file))
         console.print(f"Newly-registered-domain feed for young-domain: {feed}.", soft_wrap=True)
+
+
+def _network_summary(kinds: Iterable[str]) -> str:
+    """How many network channels of each kind, e.g. "1 proxy-bypass, 2 irc channels"."""
+    counts = Counter(kinds)
+    if not counts:
+        return "no channels"
+    return ", ".join(f"{n} {kind}" for kind, n in counts.items()) + " channels"
 
 
 dga_app = typer.Typer(help="The DGA classifier shipped with homecall.", no_args_is_help=True)

@@ -40,6 +40,7 @@ def test_every_injected_c2_pair_is_a_top_beacon(tmp_path: Path, seed: int) -> No
     also_c2 |= {(f.src, f.http_host) for f in truth.domain_fronting}
     also_c2 |= {(h.src, name) for h in truth.http_anomalies for name in (*h.hosts, *h.servers)}
     also_c2 |= {(u.src, u.host) for u in truth.uri_commands}
+    also_c2 |= {(n.src, n.dst) for n in truth.network_c2 if n.dst}
     ranked = [(f.src, f.dst) for f in result.findings]
     benign = [i for i, pair in enumerate(ranked) if pair not in injected and pair not in also_c2]
     first_benign = benign[0] if benign else len(ranked)

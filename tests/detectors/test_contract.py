@@ -27,7 +27,8 @@ from tests.detectors.packet_flows import (
 from tests.findings_contract import check_record
 
 # Real captures (njRAT's conn.log, dnscat2's Zeek JSON, Simda's dns/http/conn, RITA's beacon
-# through a proxy), a simulated day
+# through a proxy, Hide'N Seek's Suricata eve.json, Slips' mixed Zeek JSON with spam), a
+# hand-built capture with covert channels, a simulated day
 # of 30 hosts with every injected technique, and the demo's day of 200 hosts: each detector must
 # find something in one of them (its own tests check *what* it finds). DuckDB and Spark must
 # agree on the small day, where most detectors find something (Spark takes seconds a query, so
@@ -37,6 +38,8 @@ REAL = {
     "dnscat2": "zeek-json/rita-dnscat2-subset",
     "simda": "zeek-tsv/stratosphere-security-datasets/005-zeek-scenario-malicious",
     "proxy-beacon": "zeek-tsv/rita-proxy-beacon",
+    "hide-and-seek": "suricata-eve/idps-comparison-test7-hide-and-seek",
+    "slips-mixed": "zeek-json/slips-test9-mixed",
 }
 SPARK_STORES = ("simulated",)
 # detectors whose own tests compare DuckDB and Spark (on hand-built stores made for them): the
@@ -58,6 +61,10 @@ OWN_SPARK_TESTS = {
     "tls-anomaly",
     "covert-timing",
     "header-anomaly",
+    "proxy-bypass",
+    "irc",
+    "p2p-fanout",
+    "mail-from-endpoint",
 }
 
 

@@ -282,7 +282,7 @@ def test_truth_json_keeps_its_keys_and_adds_the_new_ones(default_run: Simulation
         "seed", "hosts", "days", "start", "internal_networks", "c2", "benign_periodic",
         "dga", "dns_tunnel", "fast_flux", "benign_dns", "dns_bypass", "dns_volume",
         "young_domains", "proxy", "web_c2", "user_agents", "uri_commands", "domain_fronting",
-        "tls_certs", "http_anomalies", "benign_web",
+        "tls_certs", "http_anomalies", "benign_web", "firewall", "network_c2", "benign_network",
     ]  # fmt: skip
     assert [BypassTruth(**x) for x in truth["dns_bypass"]] == list(default_run.dns_bypass)
     assert [VolumeTruth(**_as_tuples(x)) for x in truth["dns_volume"]] == list(

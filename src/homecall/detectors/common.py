@@ -1,4 +1,5 @@
-"""Helpers shared by detectors: evidence that points back to the raw records."""
+"""Helpers shared by detectors: evidence that points back to the raw records, shared views,
+scoring ramps and robust statistics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from datetime import UTC, datetime
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from homecall.detectors import web
@@ -16,19 +19,65 @@ from homecall.findings import MAX_UIDS, Finding
 from homecall.store.tables import Tables
 
 __all__ = [
+    "FAILED_STATES",
+    "MAD_TO_SD",
+    "centre",
     "connection_bytes",
     "contacts_with_names",
+    "epoch_s",
     "fleet_share",
     "host_name",
+    "is_failed",
+    "log_ramp",
     "lowered",
     "most_common_port",
     "named_contacts",
     "prevalence_factor",
+    "ramp",
     "sample_uids",
     "scaled_log",
     "utc",
     "with_uids",
 ]
+
+
+# Zeek conn_state of an attempt the responder never took up: no reply (S0), refused (REJ), the
+# originator gave up (RSTOS0, SH) or only the responder's half was seen (RSTRH, SHR).
+FAILED_STATES = ("S0", "REJ", "RSTOS0", "RSTRH", "SH", "SHR")
+MAD_TO_SD = 1.4826  # MAD x 1.4826 estimates the standard deviation of normal data
+
+
+def ramp(value: float, low: float, high: float) -> float:
+    """0 at `low`, 1 at `high`, linear between."""
+    if high <= low:
+        return 1.0 if value >= high else 0.0
+    return min(1.0, max(0.0, (value - low) / (high - low)))
+
+
+def log_ramp(value: float, low: float, high: float) -> float:
+    """`ramp` on a log scale: counts that grow by factors."""
+    return ramp(math.log1p(max(value, 0.0)), math.log1p(low), math.log1p(high))
+
+
+def centre(values: npt.NDArray[np.float64], floor: float) -> tuple[float, float]:
+    """(median, spread) of `values`: spread = 1.4826 x MAD, at least `floor`."""
+    median = float(np.median(values))
+    mad = float(np.median(np.abs(values - median)))
+    return median, max(MAD_TO_SD * mad, floor)
+
+
+def epoch_s(ts: ir.TimestampValue) -> ir.IntegerValue:
+    """Whole seconds since the epoch, the same on every engine (DuckDB's epoch keeps the
+    fraction, Spark's drops it); whole seconds suffice for retries, sends and buckets."""
+    return ts.epoch_seconds().floor().cast("int64")
+
+
+def is_failed(conn: ir.Table) -> ir.BooleanValue:
+    """A connection attempt that was never answered or was refused: a failed Zeek state, or,
+    for sources without states (flow records), no packet back."""
+    state = conn.conn_state
+    no_reply = state.isnull() & (conn.resp_pkts.fill_null(-1) == 0)
+    return state.isin(FAILED_STATES).fill_null(False) | no_reply
 
 
 def sample_uids(

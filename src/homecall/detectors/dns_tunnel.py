@@ -30,6 +30,7 @@ from homecall.detectors.common import (
     lowered,
     most_common_port,
     prevalence_factor,
+    ramp,
     sample_uids,
     scaled_log,
     utc,
@@ -206,16 +207,12 @@ def name_stats(subdomains: Sequence[str]) -> NameStats:
     )
 
 
-def _ramp(value: float, low: float, high: float) -> float:
-    return min(1.0, max(0.0, (value - low) / (high - low)))
-
-
 def tunnel_score(stats: NameStats, unusual_ratio: float, cfg: DnsTunnelConfig) -> float:
     """0..1 before context: sqrt(randomness x length) x (0.5 + 0.5 volume), the type bonus on top
     (docs/detection.md#dns-tunnel). Long random names AND many of them; either alone is weak."""
     evidence = stats.payload_chars / (stats.payload_chars + cfg.randomness_prior_chars)
-    randomness = _ramp(stats.randomness_bits * evidence, cfg.randomness_low, cfg.randomness_high)
-    length = _ramp(stats.length_mean, cfg.length_short, cfg.length_long)
+    randomness = ramp(stats.randomness_bits * evidence, cfg.randomness_low, cfg.randomness_high)
+    length = ramp(stats.length_mean, cfg.length_short, cfg.length_long)
     volume = scaled_log(stats.name_bytes, cfg.name_bytes_full)
     shape = math.sqrt(randomness * length)
     types = 1.0 - cfg.type_weight + cfg.type_weight * unusual_ratio
@@ -310,7 +307,7 @@ def _context(
     if fleet >= cfg.min_fleet and hosts > 1:
         others_mean = (int(row["names_sum"]) - int(row["names"])) / (hosts - 1)
         ratio = int(row["names"]) / max(others_mean, 1.0)
-        outlier = _ramp(
+        outlier = ramp(
             math.log(max(ratio, 1.0)), *map(math.log, (cfg.outlier_low, cfg.outlier_high))
         )
         shared = prevalence_factor(  # an outlier among the domain's hosts is not damped

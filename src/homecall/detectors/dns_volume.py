@@ -25,7 +25,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from homecall.detectors.base import Detector
-from homecall.detectors.common import sample_uids, scaled_log, utc, with_uids
+from homecall.detectors.common import ramp, sample_uids, scaled_log, utc, with_uids
 from homecall.detectors.dns_queries import client_queries, resolvers
 from homecall.findings import Finding, rank
 from homecall.intel.domains import registered_domain
@@ -105,18 +105,14 @@ def host_rates(
     )
 
 
-def _ramp(value: float, low: float, high: float) -> float:
-    return min(1.0, max(0.0, (value - low) / (high - low)))
-
-
 def volume_score(rates: HostRates, cfg: DnsVolumeConfig) -> float:
     """0..max_score: both z-scores must be high (geometric mean of their weights), scaled by
     how far the peak is above the floor; 0 when a baseline is missing or the floor not met."""
     floor = cfg.min_queries_per_hour * cfg.bucket_s / 3600.0
     if rates.host_z is None or rates.fleet_z is None or rates.peak < floor:
         return 0.0
-    own = _ramp(rates.host_z, cfg.z_low, cfg.z_high)
-    fleet = _ramp(rates.fleet_z, cfg.z_low, cfg.z_high)
+    own = ramp(rates.host_z, cfg.z_low, cfg.z_high)
+    fleet = ramp(rates.fleet_z, cfg.z_low, cfg.z_high)
     volume = scaled_log(rates.peak / floor - 1.0, cfg.peak_full_ratio - 1.0)
     return cfg.max_score * math.sqrt(own * fleet) * (0.6 + 0.4 * volume)
 

@@ -28,6 +28,7 @@ from homecall.detectors.base import Detector
 from homecall.detectors.common import (
     lowered,
     prevalence_factor,
+    ramp,
     sample_uids,
     utc,
     with_uids,
@@ -110,10 +111,6 @@ def address_spread(answers: Sequence[str]) -> AddressSpread:
     return AddressSpread(len(addresses), len(nets[0]), len(nets[1]), len(nets[2]))
 
 
-def _ramp(value: float, low: float, high: float) -> float:
-    return min(1.0, max(0.0, (value - low) / (high - low)))
-
-
 def flux_score(
     spread: AddressSpread, ttl_median_s: float | None, rotation: float, cfg: FastFluxConfig
 ) -> float:
@@ -125,10 +122,10 @@ def flux_score(
     if ttl_median_s is None:
         ttl = cfg.ttl_unknown_weight
     else:
-        ttl = 1.0 - _ramp(ttl_median_s, cfg.ttl_short_s, cfg.ttl_long_s)
-    many = _ramp(spread.networks, cfg.networks_low, cfg.networks_high)
-    scattered = _ramp(spread.blocks, cfg.blocks_low, cfg.blocks_high)
-    changing = _ramp(rotation, cfg.rotation_low, cfg.rotation_high)
+        ttl = 1.0 - ramp(ttl_median_s, cfg.ttl_short_s, cfg.ttl_long_s)
+    many = ramp(spread.networks, cfg.networks_low, cfg.networks_high)
+    scattered = ramp(spread.blocks, cfg.blocks_low, cfg.blocks_high)
+    changing = ramp(rotation, cfg.rotation_low, cfg.rotation_high)
     return float(cfg.max_score * ttl * scattered * math.sqrt(many * changing))
 
 
@@ -241,7 +238,7 @@ def _context(
         evidence["cname_domains"] = [str(t) for t in targets[:5]]
         reasons.append(f"answered through a CNAME into {targets[0]}")
     if names > 1:
-        many = _ramp(math.log(names), math.log(2), math.log(cfg.names_many))
+        many = ramp(math.log(names), math.log(2), math.log(cfg.names_many))
         if many > 0:
             factor *= 1.0 - cfg.many_names_damping * many
             reasons.append(f"{names} names are looked up under {domain}")

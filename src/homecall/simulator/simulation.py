@@ -34,6 +34,8 @@ from homecall.simulator.flows import Flows, concat, finalize, row_count
 from homecall.simulator.flux import FluxRun, flux_count, flux_day, flux_truth, plan_flux
 from homecall.simulator.hosts import Fleet, Presence, build_fleet, build_presence
 from homecall.simulator.implant import implant_flows
+from homecall.simulator.network_c2 import NetworkDay, NetworkLogs, NetworkWorld, network_day
+from homecall.simulator.network_plan import plan_network
 from homecall.simulator.nrd import FEED_NAME, Feed, candidates, plan_feed, suffixes, write_feed
 from homecall.simulator.office import office_day
 from homecall.simulator.periodic import ServiceRun, periodic_day, periodic_truth, plan_periodic
@@ -88,6 +90,9 @@ class _Stream(IntEnum):
     FEED = 18
     WEB = 19
     WEB_DAY = 20
+    NETWORK = 21
+    NETWORK_DAY = 22
+    FIREWALL = 23
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,18 @@ class _World:
     dns: _DnsWorld
     feed: Feed
     web: WebWorld | None
+    network: NetworkWorld | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Day:
+    """One day's flows, the web-truth tag of each conn row, the proxy's log lines, and the
+    network runs' rows (the last conn rows of `flows`)."""
+
+    flows: Flows
+    tags: npt.NDArray[np.int64]
+    access: AccessLog
+    network: NetworkDay
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +157,9 @@ def simulate(
     seed: int = 0,
     start: dt.date | None = None,
 ) -> SimulationResult:
-    """Write OUT/<date>/{conn,dns,http,ssl,x509}.log, OUT/<date>/squid/access.log (from 20
-    hosts up), OUT/truth.json and OUT/nrd.txt (the newly-registered-domain feed); same
-    arguments, same bytes."""
+    """Write OUT/<date>/{conn,dns,http,ssl,x509,smtp}.log, OUT/<date>/squid/access.log (from 20
+    hosts up), OUT/<date>/firewall/kern.log, OUT/truth.json and OUT/nrd.txt (the
+    newly-registered-domain feed); same arguments, same bytes."""
     if not 1 <= hosts <= MAX_HOSTS:
         raise ValueError(f"hosts must be in 1..{MAX_HOSTS}, got {hosts}")
     if days < 1:
@@ -155,10 +172,11 @@ def simulate(
     files: list[Path] = []
     rows = dict.fromkeys(LOGS, 0)
     web = WebLogs(world.web, world.start_us // 1_000_000)
+    network = NetworkLogs(world.network, world.start_us)
     for d, date in enumerate(dates):
-        flows, tags, access = _day_flows(world, d)
-        logs = finalize(flows, _rng(seed, _Stream.UIDS, d))
-        web.collect(logs["conn"], tags)
+        day = _day_flows(world, d)
+        logs = finalize(day.flows, _rng(seed, _Stream.UIDS, d))
+        web.collect(logs["conn"], day.tags)
         folder = out / date.isoformat()
         folder.mkdir(parents=True, exist_ok=True)
         opened = dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC)
@@ -166,8 +184,9 @@ def simulate(
             path = folder / f"{name}.log"
             rows[name] += write_log(path, name, logs[name], opened, opened + dt.timedelta(days=1))
             files.append(path)
-        web.write(folder, logs["ssl"], access, opened)
-        del logs, flows  # a day's rows are large; free them before the next day is drawn
+        web.write(folder, logs["ssl"], day.access, opened)
+        network.write(folder, logs["conn"], day.network, opened, _rng(seed, _Stream.FIREWALL, d))
+        del logs, day  # a day's rows are large; free them before the next day is drawn
         log.info("simulated %s (%d/%d days)", date, d + 1, days)
 
     c2 = tuple(_truth(run, int(world.fleet.ips[run.plan.host])) for run in world.c2)
@@ -180,6 +199,8 @@ def simulate(
     )
     volume = tuple(spike_truth(run) for run in world.dns.spikes)
     web_found = web.truth()
+    proxy_hosts = web_found.proxy.hosts if web_found.proxy else ()
+    firewall, network_c2, benign_network = network.truth(proxy_hosts)
     nrd_path = out / FEED_NAME
     write_feed(nrd_path, world.feed, seed)
     truth_path = out / "truth.json"
@@ -199,6 +220,11 @@ def simulate(
         **{f.name: getattr(web_found, f.name) for f in dataclasses.fields(web_found)},
         web_logs=tuple(web.paths),
         web_rows=web.rows,
+        firewall=firewall,
+        network_c2=network_c2,
+        benign_network=benign_network,
+        network_logs=tuple(network.paths),
+        network_rows=dict(network.rows),
     )
     write_truth(
         truth_path,
@@ -252,7 +278,13 @@ def _build_world(seed: int, hosts: int, dates: list[dt.date]) -> _World:
     named = [(r.plan.domain, int(fleet.ips[r.plan.host])) for r in c2 if r.plan.domain]
     found = candidates(named, dns.dga, dns.tunnels, dns.flux, dns.spikes, dates)
     feed = plan_feed(_rng(seed, _Stream.FEED), found, dates, taken)
-    return _World(seed, start_us, rare_per_day, cat, fleet, presence, services, c2, dns, feed, web)
+    network = plan_network(
+        lambda key: _rng(seed, _Stream.NETWORK, key), web, cat, fleet, presence,
+        start_us=start_us, days=len(dates), busy=set(dns.hosts), used_ips=used_ips, taken=taken,
+    )  # fmt: skip
+    return _World(
+        seed, start_us, rare_per_day, cat, fleet, presence, services, c2, dns, feed, web, network
+    )
 
 
 def _bypass_c2(
@@ -340,9 +372,9 @@ def _place(
     return dga, tunnels, flux
 
 
-def _day_flows(world: _World, day: int) -> tuple[Flows, npt.NDArray[np.int64], AccessLog]:
-    """All traffic of one day (browsing, office life, periodic services, the implants, the DNS
-    and web techniques), the web-truth tag of each conn row, and the proxy's log lines."""
+def _day_flows(world: _World, day: int) -> _Day:
+    """All traffic of one day (browsing, office life, periodic services, the implants, the DNS,
+    web and network techniques), the web-truth tag of each conn row, and the proxy's log lines."""
     seed, cat, fleet, presence = world.seed, world.cat, world.fleet, world.presence
     day_start_us = world.start_us + day * DAY_US
     rare = cat.rare[day * world.rare_per_day : (day + 1) * world.rare_per_day]
@@ -382,7 +414,12 @@ def _day_flows(world: _World, day: int) -> tuple[Flows, npt.NDArray[np.int64], A
     dns = _dns_day(world, day, day_start_us)
     parts.append(dns)
     tags.append(np.full(row_count(dns.conn), -1, dtype=np.int64))
-    return concat(parts), np.concatenate(tags), access
+    net = network_day(
+        world.network, lambda key: _rng(seed, _Stream.NETWORK_DAY, day, key), day_start_us
+    )
+    parts.append(net.flows)  # last: NetworkLogs finds its rows at the end of the day's conn
+    tags.append(np.full(row_count(net.flows.conn), -1, dtype=np.int64))
+    return _Day(concat(parts), np.concatenate(tags), access, net)
 
 
 def _dns_day(world: _World, day: int, day_start_us: int) -> Flows:

@@ -6,8 +6,11 @@ truth.json keys: seed, hosts, days, start, internal_networks, c2 (C2Truth), beni
 dns_volume (VolumeTruth) and young_domains (YoungTruth, the C2 domains listed in nrd.txt), then the
 web: proxy (ProxyTruth, the explicit proxy and its hosts), web_c2 (WebC2Truth), user_agents
 (AgentTruth), uri_commands (UriCommandTruth), domain_fronting (FrontingTruth), tls_certs
-(CertTruth), http_anomalies (HttpAnomalyTruth) and benign_web (BenignWeb, their decoys).
-A web entry's `uids` are the conn uids of its first MAX_UIDS client connections, in time order.
+(CertTruth), http_anomalies (HttpAnomalyTruth) and benign_web (BenignWeb, their decoys), then
+the network: firewall (FirewallTruth, the gateway and its log), network_c2 (NetworkC2Truth) and
+benign_network (BenignNetwork, their look-alikes).
+A web or network entry's `uids` are the conn uids of its first MAX_UIDS client connections, in
+time order.
 """
 
 from __future__ import annotations
@@ -19,18 +22,22 @@ from pathlib import Path
 
 __all__ = [
     "MAX_UIDS",
+    "NETWORK_KEYS",
     "WEB_KEYS",
     "AgentTruth",
     "BenignDns",
+    "BenignNetwork",
     "BenignPeriodic",
     "BenignWeb",
     "BypassTruth",
     "C2Truth",
     "CertTruth",
     "DgaTruth",
+    "FirewallTruth",
     "FluxTruth",
     "FrontingTruth",
     "HttpAnomalyTruth",
+    "NetworkC2Truth",
     "ProxyTruth",
     "SimulationResult",
     "TunnelTruth",
@@ -49,6 +56,7 @@ WEB_KEYS = (
     "web_c2", "user_agents", "uri_commands", "domain_fronting", "tls_certs", "http_anomalies",
     "benign_web",
 )  # fmt: skip
+NETWORK_KEYS = ("network_c2", "benign_network")
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +357,70 @@ class BenignWeb:
     detail: str  # what makes it look suspicious: the agent, SNI -> Host, a sample URI...
 
 
+@dataclass(frozen=True, slots=True)
+class FirewallTruth:
+    """The gateway firewall: its policy, where the sensor sits, and its netfilter log."""
+
+    device: str  # the syslog host name on every line
+    log: str  # its kernel log (iptables LOG lines), relative to each day folder
+    public_address: str  # the gateway's outside address (inbound scans hit it)
+    inside_interface: str
+    outside_interface: str
+    proxy_only: tuple[str, ...]  # hosts whose direct outbound traffic is denied (= proxy.hosts)
+    allowed_direct: tuple[str, ...]  # what they may still send directly: "udp/123 <server>"
+    inbound_open: tuple[str, ...]  # forwarded from the outside: "10.0.2.80 tcp/80"
+    sensor: str  # "inside": Zeek sees the denied attempts (S0), not the inbound drops
+    lines: int  # over all days
+    denied_outbound: int  # lines of internal hosts' packets
+    denied_inbound: int  # lines of the Internet's packets to the public address
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkC2Truth:
+    """An injected channel that network records show: a direct C2 the firewall denies, an IRC
+    bot, a P2P bot, a spam bot."""
+
+    kind: str  # proxy-bypass, irc, p2p, mail-from-endpoint
+    src: str  # the infected internal host
+    dst: str | None  # the C2 or IRC server; None when it talks to many (p2p, mail-from-endpoint)
+    port: int | None  # the server's port; None for many
+    proto: str  # tcp, udp or tcp+udp
+    service: str | None  # Zeek's service on its answered connections (irc, smtp); None: none
+    family: str  # what it imitates (docs/simulator.md)
+    connections: int  # its conn rows (attempts included), all days
+    failed: int  # of which unanswered or refused (S0, REJ)
+    peers: int  # distinct outside addresses it sent to
+    firewall_lines: int  # its lines in the firewall log (denied packets)
+    period_s: float  # mean gap between its attempts (proxy-bypass); 0 when not timed
+    jitter_ratio: float  # symmetric jitter of that gap
+    longest_s: float  # its longest connection
+    messages: int  # smtp.log rows (mail-from-endpoint; 0 otherwise)
+    senders: int  # distinct mail_from among them
+    recipients: int  # distinct rcpt_to among them
+    first_seen: str
+    last_seen: str
+    uids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BenignNetwork:
+    """Benign traffic that looks like a network technique (a network detector's decoy)."""
+
+    kind: str  # app-direct, teams-media, ntp-direct, internet-scan, irc-tls, resolver,
+    # vuln-scanner, cdn-heavy, mail-relay, mail-submission
+    detector: str  # the detector it imitates: proxy-bypass, irc, p2p-fanout, mail-from-endpoint
+    expected: str  # "below-medium", or "scan" (reported as a scan: docs/simulator.md)
+    src: str | None  # the one internal host, None when several (or none: internet-scan)
+    hosts: int  # distinct internal hosts
+    dst: str | None  # the one outside address or name, None when several
+    port: int | None  # the one port, None when several
+    proto: str
+    connections: int  # conn rows, all days (0: not seen by the sensor)
+    firewall_lines: int
+    peers: int  # distinct outside addresses (for internet-scan: distinct scanners)
+    detail: str  # what makes it look suspicious
+
+
 WebTruth = WebC2Truth | AgentTruth | UriCommandTruth | FrontingTruth | CertTruth | HttpAnomalyTruth
 
 
@@ -378,6 +450,11 @@ class SimulationResult:
     benign_web: tuple[BenignWeb, ...] = ()
     web_logs: tuple[Path, ...] = ()  # per day: x509.log and squid/access.log (not in files)
     web_rows: dict[str, int] = field(default_factory=dict)  # rows of x509 and squid, all days
+    firewall: FirewallTruth | None = None
+    network_c2: tuple[NetworkC2Truth, ...] = ()
+    benign_network: tuple[BenignNetwork, ...] = ()
+    network_logs: tuple[Path, ...] = ()  # per day: smtp.log and firewall/kern.log
+    network_rows: dict[str, int] = field(default_factory=dict)  # smtp rows, firewall lines
 
 
 def iso_utc(ts_us: int) -> str:
@@ -405,8 +482,8 @@ def write_truth(
     young_domains: tuple[YoungTruth, ...] = (),
     web: SimulationResult | None = None,
 ) -> None:
-    """Write truth.json (stable key order, so equal runs give equal bytes); the web entries
-    come from `web`."""
+    """Write truth.json (stable key order, so equal runs give equal bytes); the web and network
+    entries come from `web`."""
     document = {
         "seed": seed,
         "hosts": hosts,
@@ -426,5 +503,8 @@ def write_truth(
     if web is not None:
         document["proxy"] = asdict(web.proxy) if web.proxy else None
         for key in WEB_KEYS:
+            document[key] = [asdict(item) for item in getattr(web, key)]
+        document["firewall"] = asdict(web.firewall) if web.firewall else None
+        for key in NETWORK_KEYS:
             document[key] = [asdict(item) for item in getattr(web, key)]
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

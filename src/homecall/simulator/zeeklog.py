@@ -72,6 +72,15 @@ FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("san.ip", "vector[addr]"), ("basic_constraints.ca", "bool"),
         ("basic_constraints.path_len", "count"), ("host_cert", "bool"), ("client_cert", "bool"),
     ),
+    "smtp": (
+        ("ts", "time"), ("uid", "string"), *_ID, ("trans_depth", "count"), ("helo", "string"),
+        ("mailfrom", "string"), ("rcptto", "set[string]"), ("date", "string"),
+        ("from", "string"), ("to", "set[string]"), ("cc", "set[string]"),
+        ("reply_to", "string"), ("msg_id", "string"), ("in_reply_to", "string"),
+        ("subject", "string"), ("x_originating_ip", "addr"), ("first_received", "string"),
+        ("second_received", "string"), ("last_reply", "string"), ("path", "vector[addr]"),
+        ("user_agent", "string"), ("tls", "bool"), ("fuids", "vector[string]"),
+    ),
 }  # fmt: skip
 LOGS = ("conn", "dns", "http", "ssl")  # one row per connection or request; x509 is per certificate
 

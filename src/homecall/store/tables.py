@@ -30,7 +30,7 @@ __all__ = ["ENDPOINT_TABLES", "WHOLE_STORE", "Tables", "Window", "connect", "ope
 
 log = logging.getLogger(__name__)
 
-ENDPOINT_TABLES = ("conn", "dns", "http", "tls", "smtp")
+ENDPOINT_TABLES = ("conn", "dns", "http", "tls", "smtp", "firewall")
 BATCH_ROWS = 65_536
 _KEPT = itertools.count(1)  # materialized results, numbered across every Tables
 _X509_COLUMNS = (
