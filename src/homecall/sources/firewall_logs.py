@@ -9,7 +9,7 @@ get their year from the file's mtime, zone-less stamps are read in `[import] tim
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -17,17 +17,22 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
+from homecall.sources.fileio import open_text
+from homecall.sources.options import ReadOptions, zone_named
+from homecall.sources.problems import Problems
 from homecall.sources.syslog_time import MONTHS, SyslogClock, rfc3339
 from homecall.store.schema import TIMESTAMP, schema_of
 
 __all__ = [
     "BATCH_ROWS",
+    "Row",
     "Stamps",
     "SyslogParts",
     "action_of",
     "number_of",
     "port_of",
     "protocol_name",
+    "read_lines",
     "syslog_parts",
     "table_batch",
 ]
@@ -227,3 +232,35 @@ def table_batch(table: str, rows: Sequence[Sequence[object]], path: Path) -> pa.
         else:
             columns.append(pa.array(values[index], field.type))
     return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+Row = tuple[object, ...]  # store.schema "firewall" without provenance, in order
+
+
+def read_lines(
+    path: Path,
+    problems: Problems,
+    options: ReadOptions,
+    parse: Callable[[str, Stamps], Row | None],
+) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """Yield ("firewall", batch) from a log of one row per line: `parse` gives a line's row,
+    None for a line of another kind, or ValueError for a bad one (reported with its number)."""
+    stamps = Stamps(SyslogClock.for_file(path, zone_named(options.timezone)))
+    rows: list[Row] = []
+    with open_text(path) as stream:
+        for number, raw in enumerate(stream, start=1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                continue
+            try:
+                row = parse(line, stamps)
+            except ValueError as exc:
+                problems.add(path, number, str(exc))
+                continue
+            if row is not None:
+                rows.append(row)
+                if len(rows) >= BATCH_ROWS:
+                    yield "firewall", table_batch("firewall", rows, path)
+                    rows = []
+    if rows:
+        yield "firewall", table_batch("firewall", rows, path)

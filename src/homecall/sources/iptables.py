@@ -23,20 +23,18 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from homecall.sources.fileio import open_text
 from homecall.sources.firewall_logs import (
-    BATCH_ROWS,
+    Row,
     Stamps,
     action_of,
     number_of,
     port_of,
     protocol_name,
+    read_lines,
     syslog_parts,
-    table_batch,
 )
-from homecall.sources.options import DEFAULT_OPTIONS, ReadOptions, zone_named
+from homecall.sources.options import DEFAULT_OPTIONS, ReadOptions
 from homecall.sources.problems import Problems
-from homecall.sources.syslog_time import SyslogClock
 
 __all__ = ["FORMAT", "read", "sniff"]
 
@@ -55,8 +53,6 @@ _FIELDS_START = re.compile(r"(?:^| )(?:IN|OUT)=")  # the kernel writes IN= first
 _FIELD = re.compile(r"([A-Z][A-Z0-9]*)=(\S*)")
 _TCP_FLAGS = re.compile(r"(?<= )(?:CWR|ECE|URG|ACK|PSH|RST|SYN|FIN)(?= |$)")
 _NETFILTER = re.compile(r"(?:^| )(?:IN|OUT)=\S* .*\bSRC=\S+ DST=\S+")  # for sniffing
-
-Row = tuple[object, ...]  # store.schema "firewall" without provenance, in order
 
 
 def sniff(head: bytes) -> bool:
@@ -79,23 +75,7 @@ def read(
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
     """Yield ("firewall", batch) for one netfilter log; unusable netfilter lines go to
     `problems` with their line numbers."""
-    stamps = Stamps(SyslogClock.for_file(path, zone_named(options.timezone)))
-    rows: list[Row] = []
-    with open_text(path) as stream:
-        for number, raw in enumerate(stream, start=1):
-            line = raw.rstrip("\r\n")
-            try:
-                row = _parse(line, stamps)
-            except ValueError as exc:
-                problems.add(path, number, str(exc))
-                continue
-            if row is not None:
-                rows.append(row)
-                if len(rows) >= BATCH_ROWS:
-                    yield "firewall", table_batch("firewall", rows, path)
-                    rows = []
-    if rows:
-        yield "firewall", table_batch("firewall", rows, path)
+    return read_lines(path, problems, options, _parse)
 
 
 def _parse(line: str, stamps: Stamps) -> Row | None:

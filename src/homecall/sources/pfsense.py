@@ -25,19 +25,17 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from homecall.sources.fileio import open_text
 from homecall.sources.firewall_logs import (
-    BATCH_ROWS,
+    Row,
     Stamps,
     number_of,
     port_of,
     protocol_name,
+    read_lines,
     syslog_parts,
-    table_batch,
 )
-from homecall.sources.options import DEFAULT_OPTIONS, ReadOptions, zone_named
+from homecall.sources.options import DEFAULT_OPTIONS, ReadOptions
 from homecall.sources.problems import Problems
-from homecall.sources.syslog_time import SyslogClock
 
 __all__ = ["FORMAT", "read", "sniff"]
 
@@ -51,8 +49,6 @@ _IPV6_HEADER = 40  # bytes; filterlog logs an IPv6 packet's payload length
 # filterlog's action words (pf_actions in filterlog.c); nat, rdr, binat and scrub say nothing
 # about whether the packet passed
 _ACTIONS = {"pass": "allow", "block": "deny", "reject": "deny", "synproxy-drop": "deny"}
-
-Row = tuple[object, ...]  # store.schema "firewall" without provenance, in order
 
 
 def sniff(head: bytes) -> bool:
@@ -69,25 +65,7 @@ def read(
     path: Path, problems: Problems, options: ReadOptions = DEFAULT_OPTIONS
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
     """Yield ("firewall", batch) for one filterlog file; bad records go to `problems`."""
-    stamps = Stamps(SyslogClock.for_file(path, zone_named(options.timezone)))
-    rows: list[Row] = []
-    with open_text(path) as stream:
-        for number, raw in enumerate(stream, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            try:
-                row = _parse(line, stamps)
-            except ValueError as exc:
-                problems.add(path, number, str(exc))
-                continue
-            if row is not None:
-                rows.append(row)
-                if len(rows) >= BATCH_ROWS:
-                    yield "firewall", table_batch("firewall", rows, path)
-                    rows = []
-    if rows:
-        yield "firewall", table_batch("firewall", rows, path)
+    return read_lines(path, problems, options, _parse)
 
 
 def _parse(line: str, stamps: Stamps) -> Row | None:
