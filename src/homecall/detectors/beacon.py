@@ -194,6 +194,7 @@ def candidates(series: ir.Table, cfg: BeaconConfig) -> ir.Table:
     keys = ["src", "grouping", "dst"]
     pairs = series.group_by(keys).aggregate(
         conns=ibis._.count(),
+        uids=ibis._.uid.nunique(),
         ports=ibis._.dst_port.nunique(),
         first_seen=ibis._.ts.min(),
         last_seen=ibis._.ts.max(),
@@ -292,8 +293,11 @@ def _score_batch(
         timing.regularity, sizes_out.regularity, sizes_in.regularity, coverage, 1.0, cfg
     )
     rows = batch.select(
-        ["src", "grouping", "dst", "dst_port", "ports", "first_seen", "last_seen", "dst_hosts"]
-    )
+        [
+            "src", "grouping", "dst", "dst_port", "ports", "first_seen", "last_seen", "dst_hosts",
+            "conns", "uids",
+        ]
+    )  # fmt: skip
     for i in np.flatnonzero(timing.valid & (alone >= cfg.min_score)):
         row = rows.slice(int(i), 1).to_pylist()[0]
         interval = timing.one(int(i))
@@ -388,7 +392,9 @@ def _finding(scored: _Scored, fleet: int) -> Finding:
     if scored.service:
         evidence["known_service"] = scored.service
         reasons.append(f"{dst}:{port} is a known {scored.service} service")
-    verb = "requested" if row["grouping"] == "proxy" else "connected to"
+    # requests through a proxy, or several over one kept-alive connection: "requested"
+    reused = int(row["uids"]) < int(row["conns"])
+    verb = "requested" if row["grouping"] == "proxy" or reused else "connected to"
     via = " through a proxy" if row["grouping"] == "proxy" else ""
     summary = (
         f"{src} {verb} {dst}:{port}{via} {scored.connections} times, about every "
