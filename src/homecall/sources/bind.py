@@ -27,7 +27,7 @@ from homecall.sources.dns_records import (
     normalize_name,
     qtype_of,
 )
-from homecall.sources.fileio import open_text
+from homecall.sources.fileio import parsed_lines
 from homecall.sources.options import DEFAULT_OPTIONS, ReadOptions, zone_named
 from homecall.sources.problems import Problems
 from homecall.sources.syslog_time import MONTHS, SyslogClock, head_lines, parse_syslog
@@ -79,24 +79,7 @@ def read(
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
     """Yield ("dns", batch) for one named log; unreadable query lines go to `problems`."""
     clock = SyslogClock.for_file(path, zone_named(options.timezone))
-    rows: list[Row] = []
-    with open_text(path) as stream:
-        for number, raw in enumerate(stream, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            try:
-                row = _parse(line, clock)
-            except ValueError as exc:
-                problems.add(path, number, str(exc))
-                continue
-            if row is None:
-                continue
-            rows.append(row)
-            if len(rows) >= BATCH_ROWS:
-                yield "dns", dns_batch(rows, path)
-                rows = []
-    if rows:
+    for rows in parsed_lines(path, problems, lambda line: _parse(line, clock), BATCH_ROWS):
         yield "dns", dns_batch(rows, path)
 
 

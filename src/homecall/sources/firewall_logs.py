@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-from homecall.sources.fileio import open_text
+from homecall.sources.fileio import parsed_lines
 from homecall.sources.options import ReadOptions, zone_named
 from homecall.sources.problems import Problems
 from homecall.sources.syslog_time import MONTHS, SyslogClock, rfc3339
@@ -246,21 +246,5 @@ def read_lines(
     """Yield ("firewall", batch) from a log of one row per line: `parse` gives a line's row,
     None for a line of another kind, or ValueError for a bad one (reported with its number)."""
     stamps = Stamps(SyslogClock.for_file(path, zone_named(options.timezone)))
-    rows: list[Row] = []
-    with open_text(path) as stream:
-        for number, raw in enumerate(stream, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            try:
-                row = parse(line, stamps)
-            except ValueError as exc:
-                problems.add(path, number, str(exc))
-                continue
-            if row is not None:
-                rows.append(row)
-                if len(rows) >= BATCH_ROWS:
-                    yield "firewall", table_batch("firewall", rows, path)
-                    rows = []
-    if rows:
+    for rows in parsed_lines(path, problems, lambda line: parse(line, stamps), BATCH_ROWS):
         yield "firewall", table_batch("firewall", rows, path)
